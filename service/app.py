@@ -1,0 +1,53 @@
+"""The FastAPI application factory: routes, error handlers, limits, and the engines' lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from service.body_limit import BodySizeLimit
+from service.errors import install_error_handlers
+from service.metrics import Metrics, MetricsMiddleware
+from service.routes import meta, similarity
+from service.runtime import build_runtime
+from service.settings import Settings
+
+DESCRIPTION = """
+Fine-grained sentence similarity by optimal transport over contextual token vectors
+(Word Mover's and Word Rotator's Distance, solved exactly), with the transport plan as an
+explanation of which token moved to which.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Builds the app; the model is loaded when the app starts (its lifespan), not here."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await run_in_threadpool(build_runtime, settings, metrics)
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="simlink", description=DESCRIPTION, version=meta.package_version(), lifespan=lifespan)
+    routers = (similarity.router, meta.router)
+    for router in routers:
+        app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    routes = frozenset(route.path for router in routers for route in router.routes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # outermost: counts 413s too
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and multi-worker servers: settings from ``SIMLINK_*``."""
+    return create_app(Settings())

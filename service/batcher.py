@@ -1,0 +1,127 @@
+"""Merges the work of concurrent requests into one call of a batch function.
+
+A model's forward pass costs about the same for one text as for a few dozen, so a server
+that runs one pass per request wastes most of the CPU under load. Requests submit their items
+to a :class:`MicroBatcher`; one worker takes everything queued (waiting up to
+``max_wait_ms`` for more when the queue is short), runs the batch function once in its own
+thread, and hands each request its share of the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+@dataclass
+class _Job(Generic[In, Out]):
+    items: Sequence[In]
+    future: asyncio.Future[list[Out]] = field(repr=False)
+
+
+class MicroBatcher(Generic[In, Out]):
+    """Runs ``process(items) -> outputs`` (same length, same order) over merged requests.
+
+    ``process`` runs in a single dedicated thread, so a model is never used by two batches at
+    once. ``on_batch(size)`` is called with each batch's item count (for metrics).
+    """
+
+    def __init__(
+        self,
+        process: Callable[[list[In]], list[Out]],
+        max_items: int = 256,
+        max_wait_ms: float = 2.0,
+        on_batch: Callable[[int], None] | None = None,
+        name: str = "batcher",
+    ) -> None:
+        self._process = process
+        self._max_items = max_items
+        self._max_wait = max_wait_ms / 1000.0
+        self._on_batch = on_batch
+        self._name = name
+        self._queue: asyncio.Queue[_Job[In, Out]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        """Starts the worker; call from the running event loop (the app's lifespan)."""
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
+        self._worker = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        """Stops the worker; requests still queued fail with a clear error."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        while self._queue is not None and not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the server is shutting down"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    async def submit(self, items: Sequence[In]) -> list[Out]:
+        """Queues ``items`` and waits for their outputs."""
+        if self._queue is None:
+            raise RuntimeError(f"{self._name} is not running")
+        if not items:
+            return []
+        future: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(items, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            jobs = await self._gather(await self._queue.get())
+            await self._execute(jobs)
+
+    async def _gather(self, first: _Job[In, Out]) -> list[_Job[In, Out]]:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        jobs, count = [first], len(first.items)
+        deadline = loop.time() + self._max_wait
+        while count < self._max_items:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            jobs.append(job)
+            count += len(job.items)
+        return jobs
+
+    async def _execute(self, jobs: list[_Job[In, Out]]) -> None:
+        live = [job for job in jobs if not job.future.done()]  # a cancelled request needs no work
+        if not live:
+            return
+        items = [item for job in live for item in job.items]
+        if self._on_batch is not None:
+            self._on_batch(len(items))
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._process, items)
+        except Exception as error:  # noqa: BLE001 - each waiting request gets the error
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        start = 0
+        for job in live:
+            end = start + len(job.items)
+            if not job.future.done():
+                job.future.set_result(outputs[start:end])
+            start = end

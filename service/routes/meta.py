@@ -1,0 +1,62 @@
+"""``GET /health``, ``GET /info`` and ``GET /metrics``."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from models.similarity import METHODS
+from service.dependencies import RuntimeDep
+
+router = APIRouter(tags=["service"])
+
+
+def package_version() -> str:
+    """The installed project's version."""
+    try:
+        return version("simlink")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@router.get("/health", summary="Liveness and readiness")
+async def health(runtime: RuntimeDep) -> dict[str, str]:
+    """``ok`` once the model is loaded and warmed up (the server accepts no request before)."""
+    return {"status": "ok", "model": runtime.encoder.name}
+
+
+@router.get("/info", summary="What the server loaded and its limits")
+async def info(runtime: RuntimeDep) -> dict[str, Any]:
+    settings = runtime.settings
+    encoder = runtime.encoder
+    return {
+        "version": package_version(),
+        "encoder": {
+            **encoder.loaded.describe(),
+            "layer": encoder.layer,
+            "max_tokens": encoder.max_tokens,
+            "skip_special_tokens": settings.skip_special_tokens,
+        },
+        "methods": list(METHODS),
+        "limits": {
+            "max_pairs": settings.max_pairs,
+            "max_candidates": settings.max_candidates,
+            "max_tokens": settings.max_tokens,
+            "max_body_bytes": settings.max_body_bytes,
+            "max_alignment_pairs": settings.max_alignment_pairs,
+        },
+        "batching": {
+            "encoder_batch_size": settings.encoder_batch_size,
+            "batch_max_texts": settings.batch_max_texts,
+            "batch_wait_ms": settings.batch_wait_ms,
+        },
+        "started_at": runtime.started_at,
+    }
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(runtime: RuntimeDep) -> Response:
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,148 @@
+"""Request and response bodies of the HTTP API (pydantic lives at this edge only).
+
+Limits that depend on the deployment (pairs per request, candidates, tokens) are settings and
+are checked by the routes; what is fixed by the API itself is checked here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from models.similarity import METHODS_WITH_ALIGNMENT, Method
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must contain more than white space")
+    return text
+
+
+Text = Annotated[str, Field(min_length=1, description="A non-empty text."), AfterValidator(_not_blank)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPair(_Strict):
+    a: Text
+    b: Text
+
+
+class _Options(_Strict):
+    method: Method = Field("wrd", description="wrd, wmd, rwmd, wcd or greedy.")
+    truncate: bool = Field(False, description="Cut texts over the token limit instead of rejecting them.")
+    skip_special_tokens: bool | None = Field(
+        None, description="Leave [CLS]/[SEP] out of the transport (default: the server's setting)."
+    )
+
+
+class SimilarityRequest(_Options):
+    """Scores each pair of texts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pairs": [
+                        {"a": "A man is playing a guitar.", "b": "A person plays the guitar."},
+                        {"a": "A man is playing a guitar.", "b": "The stock market fell sharply."},
+                    ],
+                    "method": "wrd",
+                    "alignment": True,
+                }
+            ]
+        }
+    )
+
+    pairs: list[TextPair] = Field(min_length=1, description="The pairs to score, answered in order.")
+    alignment: bool = Field(False, description="Return the heaviest cells of each transport plan.")
+
+    @field_validator("alignment")
+    @classmethod
+    def _alignment_needs_a_plan(cls, alignment: bool, info: ValidationInfo) -> bool:
+        method = info.data.get("method")
+        if alignment and method is not None and method not in METHODS_WITH_ALIGNMENT:
+            raise ValueError(f"is not defined for method {method!r}")
+        return alignment
+
+
+class RankRequest(_Options):
+    """Ranks candidates by similarity to one source text."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "A man is playing a guitar.",
+                    "candidates": [
+                        "The stock market fell sharply.",
+                        "A person plays the guitar.",
+                        "A woman is slicing an onion.",
+                    ],
+                    "method": "wrd",
+                    "top_k": 2,
+                }
+            ]
+        }
+    )
+
+    source: Text
+    candidates: list[Text] = Field(min_length=1, description="Texts to rank against the source.")
+    top_k: int = Field(10, ge=1, description="How many of the best candidates to return.")
+
+
+class AlignedTokensOut(BaseModel):
+    """``mass`` moved from token ``a_index`` of text a to token ``b_index`` of text b.
+
+    Spans are character offsets in the texts (``[0, 0]`` for [CLS]/[SEP]); ``cost`` is the
+    price per unit of mass (cosine distance for wrd/greedy, euclidean for wmd/rwmd).
+    """
+
+    a_index: int
+    b_index: int
+    a_token: str
+    b_token: str
+    a_span: tuple[int, int]
+    b_span: tuple[int, int]
+    mass: float
+    cost: float
+
+
+class PairResult(BaseModel):
+    distance: float
+    similarity: float
+    alignment: list[AlignedTokensOut] | None = None
+
+
+class SimilarityResponse(BaseModel):
+    method: Method
+    model: str
+    results: list[PairResult]
+    truncated: list[str] = Field(
+        default_factory=list, description="Fields whose text was cut to the token limit (with truncate)."
+    )
+
+
+class RankedResult(BaseModel):
+    index: int = Field(description="Position of the candidate in the request.")
+    distance: float
+    similarity: float
+
+
+class RankResponse(BaseModel):
+    method: Method
+    model: str
+    results: list[RankedResult] = Field(description="The best candidates, best first.")
+    truncated: list[str] = Field(default_factory=list)
+    exact_solves: int = Field(description="Exact transport problems solved.")
+    pruned: int = Field(description="Candidates whose exact solve the lower bounds made unnecessary.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error: ``message`` for people, ``detail`` for programs (one entry per bad field)."""
+
+    message: str
+    detail: list[dict] | str | None = None

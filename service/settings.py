@@ -1,0 +1,50 @@
+"""The service's one configuration object, read from ``SIMLINK_*`` environment variables.
+
+Everything configurable lives here and is passed down from the app or the CLI; no other module
+reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SIMLINK_"
+
+
+class Settings(BaseSettings):
+    """Service settings; each field can be set as ``SIMLINK_<FIELD NAME>`` (e.g. ``SIMLINK_DTYPE=bf16``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the server listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
+    workers: int = Field(1, ge=1, description="Server processes; each loads its own model copy.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    model: str = Field(
+        "embedded",
+        description="Encoder: 'embedded' (all-MiniLM-L6-v2 shipped with the project), a local "
+        "Hugging Face model directory, or a hub name.",
+    )
+    layer: int = Field(-1, description="Hidden layer whose token vectors are used; -1 is the last.")
+    dtype: Literal["fp32", "bf16"] = Field(
+        "fp32", description="Weights' precision. bf16 is faster on CPUs with AVX512-BF16/AMX."
+    )
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads per forward pass (default: torch's).")
+    max_tokens: int = Field(256, ge=2, description="Most tokens per text, [CLS]/[SEP] included.")
+    skip_special_tokens: bool = Field(False, description="Default for leaving [CLS]/[SEP] out of the transport.")
+
+    encoder_batch_size: int = Field(32, ge=1, description="Texts per forward pass.")
+    batch_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for more requests to join.")
+    batch_max_texts: int = Field(256, ge=1, description="Most texts gathered from queued requests into one batch.")
+
+    max_pairs: int = Field(64, ge=1, description="Most pairs in one /similarity request.")
+    max_candidates: int = Field(1000, ge=1, description="Most candidates in one /similarity/rank request.")
+    max_alignment_pairs: int = Field(10, ge=1, description="Token pairs returned per alignment.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body; larger gets 413.")
+
+    data_dir: Path | None = Field(None, description="Folder of evaluation data sets (e.g. ../shared/data).")
