@@ -12,7 +12,7 @@ from service.body_limit import BodySizeLimit
 from service.errors import install_error_handlers
 from service.metrics import Metrics, MetricsMiddleware
 from service.routes import meta, similarity
-from service.runtime import build_runtime
+from service.runtime import Runtime, build_runtime
 from service.settings import Settings
 
 DESCRIPTION = """
@@ -22,20 +22,21 @@ explanation of which token moved to which.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Builds the app; the model is loaded when the app starts (its lifespan), not here."""
-    settings = settings or Settings()
-    metrics = Metrics()
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Builds the app. The engines are loaded when the app starts (its lifespan), unless an
+    already built ``runtime`` is given (the CLI does that to report a bad model cleanly)."""
+    settings = runtime.settings if runtime else (settings or Settings())
+    metrics = runtime.metrics if runtime else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await run_in_threadpool(build_runtime, settings, metrics)
-        await runtime.start()
-        app.state.runtime = runtime
+        engines = runtime or await run_in_threadpool(build_runtime, settings, metrics)
+        await engines.start()
+        app.state.runtime = engines
         try:
             yield
         finally:
-            await runtime.stop()
+            await engines.stop()
 
     app = FastAPI(title="simlink", description=DESCRIPTION, version=meta.package_version(), lifespan=lifespan)
     routers = (similarity.router, meta.router)

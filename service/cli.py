@@ -35,7 +35,7 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=2)
 
 
@@ -67,8 +67,14 @@ def serve(
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.workers == 1:
         from service.app import create_app
+        from service.metrics import Metrics
+        from service.runtime import build_runtime
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+        try:
+            runtime = build_runtime(settings, Metrics())
+        except (ModelLoadError, ValueError) as error:
+            raise _fail(str(error)) from error
+        uvicorn.run(create_app(runtime=runtime), host=settings.host, port=settings.port, log_level=settings.log_level)
         return
     for key, value in overrides.items():  # worker processes read their settings from the environment
         if value is not None:

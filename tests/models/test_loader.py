@@ -1,0 +1,53 @@
+"""Finding and loading models: embedded default, local directories, hub names, and failures."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from models.loader import ModelLoadError, embedded_model_dir, load_encoder_model, resolve_model_source
+
+
+def test_embedded_default_is_resolved_without_network() -> None:
+    for setting in (None, "", "embedded"):
+        source = resolve_model_source(setting)
+        assert source.kind == "embedded"
+        assert (Path(source.location) / "config.json").is_file()
+
+
+def test_local_directory_and_hub_names_are_told_apart() -> None:
+    assert resolve_model_source(str(embedded_model_dir())).kind == "local"
+    assert resolve_model_source("sentence-transformers/all-MiniLM-L6-v2").kind == "hub"
+
+
+def test_missing_directory_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ModelLoadError, match=str(missing)):
+        resolve_model_source(str(missing))
+
+
+def test_directory_without_config_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=f"no config.json.*{tmp_path}"):
+        resolve_model_source(str(tmp_path))
+
+
+def _copy_model(target: Path) -> Path:
+    shutil.copytree(embedded_model_dir(), target, ignore=shutil.ignore_patterns("model.safetensors"))
+    return target
+
+
+def test_local_copy_loads(tmp_path: Path) -> None:
+    target = _copy_model(tmp_path / "copy")
+    shutil.copy(embedded_model_dir() / "model.safetensors", target / "model.safetensors")
+    loaded = load_encoder_model(str(target))
+    assert loaded.source.kind == "local" and loaded.name == "copy"
+    assert loaded.describe()["parameters"] == loaded.parameter_count > 20_000_000
+
+
+def test_corrupt_weights_are_a_clear_error_naming_the_path(tmp_path: Path) -> None:
+    target = _copy_model(tmp_path / "corrupt")
+    (target / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    with pytest.raises(ModelLoadError, match=f"could not load model from {target}"):
+        load_encoder_model(str(target))

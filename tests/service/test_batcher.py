@@ -1,0 +1,73 @@
+"""The micro-batcher merges concurrent requests into one call and hands back each share."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from service.batcher import MicroBatcher
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_requests_share_one_call_and_keep_their_order() -> None:
+    calls: list[list[int]] = []
+    release = threading.Event()
+
+    def square(items: list[int]) -> list[int]:
+        release.wait(timeout=5)
+        calls.append(list(items))
+        return [item * item for item in items]
+
+    async def scenario() -> list[list[int]]:
+        batcher = MicroBatcher(square, max_items=100, max_wait_ms=50)
+        await batcher.start()
+        first = asyncio.create_task(batcher.submit([1]))  # occupies the worker
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(batcher.submit([10 * k, 10 * k + 1])) for k in range(1, 6)]
+        await asyncio.sleep(0.05)
+        release.set()
+        results = [await first, *[await task for task in rest]]
+        await batcher.stop()
+        return results
+
+    results = run(scenario())
+    assert results == [[1], *[[(10 * k) ** 2, (10 * k + 1) ** 2] for k in range(1, 6)]]
+    assert len(calls) == 2 and len(calls[1]) == 10  # five waiting requests merged into one call
+
+
+def test_an_error_reaches_every_request_of_the_batch() -> None:
+    def fail(items: list[int]) -> list[int]:
+        raise RuntimeError("model exploded")
+
+    async def scenario() -> list[BaseException]:
+        batcher = MicroBatcher(fail, max_wait_ms=20)
+        await batcher.start()
+        outcomes = await asyncio.gather(*(batcher.submit([k]) for k in range(3)), return_exceptions=True)
+        await batcher.stop()
+        return outcomes
+
+    outcomes = run(scenario())
+    assert all(isinstance(o, RuntimeError) and "exploded" in str(o) for o in outcomes)
+
+
+def test_batch_size_is_reported_and_capped() -> None:
+    sizes: list[int] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(lambda items: items, max_items=4, max_wait_ms=20, on_batch=sizes.append)
+        await batcher.start()
+        await asyncio.gather(*(batcher.submit([k, k]) for k in range(6)))
+        await batcher.stop()
+
+    run(scenario())
+    assert sum(sizes) == 12 and max(sizes) <= 4
+
+
+def test_submitting_to_a_stopped_batcher_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="not running"):
+        run(MicroBatcher(lambda items: items).submit([1]))
