@@ -117,7 +117,8 @@ def evaluate_sts(
     loaded = load_encoder_model(settings.model, settings.dtype)
     encoder = TokenEncoder(loaded, settings.layer, settings.max_tokens, settings.encoder_batch_size)
     scores = spearman_by_method(encoder, pairs, skip_special_tokens=skip_special_tokens, progress=_progress)
-    table = Table(title=f"{data.name}: {len(pairs)} pairs, {loaded.name} ({settings.dtype}), Spearman x 100")
+    typer.echo(f"{data}: {len(pairs)} pairs, {loaded.name} ({settings.dtype}), Spearman x 100")
+    table = Table()
     table.add_column("method")
     table.add_column("spearman", justify="right")
     for method, value in scores.items():

@@ -1,0 +1,42 @@
+"""Small helpers shared by the benchmark scripts: timing, STS-B sentences, table printing."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """The shared evaluation data (SIMLINK_DATA_DIR, else ../shared/data beside the repo)."""
+    return Path(os.environ.get("SIMLINK_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def stsb_pairs(split: str = "dev") -> list[tuple[str, str]]:
+    """The sentence pairs of STS-B ``split``, in file order."""
+    from models.sts_benchmark import read_sts_pairs
+
+    return [(p.a, p.b) for p in read_sts_pairs(data_dir() / "stsb" / f"sts-{split}.csv")]
+
+
+def median_seconds(work: Callable[[], object], repeats: int, min_seconds: float = 0.0) -> float:
+    """Median wall time of ``work()`` over ``repeats`` runs (more while under ``min_seconds``)."""
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - started < min_seconds:
+        begin = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Prints a Markdown table (ready to paste into the README)."""
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "|".join("---" for _ in headers) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
