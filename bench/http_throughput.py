@@ -23,8 +23,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import print_table, stsb_pairs  # noqa: E402
-from tests.e2e.server import running_server  # noqa: E402
+from bench.common import print_table, stsb_pairs
+from tests.e2e.server import running_server
 
 BATCH_SIZES = (8, 16, 32, 64, 128)
 
@@ -94,7 +94,9 @@ def main() -> None:
     with running_server({"SIMLINK_DTYPE": args.dtype, "SIMLINK_LOG_LEVEL": "warning"}) as base_url:
         for per_request in (8, 1):
             rate = asyncio.run(http_rate(base_url, pairs, per_request, args.clients, args.passes))
-            rows.append((f"POST /similarity over HTTP, {per_request} pair(s)/request", f"{rate:.1f}", f"{rate / limit:.2f}"))
+            rows.append(
+                (f"POST /similarity over HTTP, {per_request} pair(s)/request", f"{rate:.1f}", f"{rate / limit:.2f}")
+            )
             print(f"  HTTP, {per_request} pair(s)/request: {rate:.1f} pairs/s", flush=True)
     print()
     print_table(["path (wrd, " + args.dtype + ")", "pairs/s", "ratio to encoder limit"], rows)

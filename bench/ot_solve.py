@@ -16,9 +16,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import median_seconds, print_table  # noqa: E402
-from models.transport import WRD, solve_exact  # noqa: E402
-from tests.models.test_transport import linprog_transport  # noqa: E402  (the reference formulation)
+from bench.common import median_seconds, print_table
+from models.transport import WRD, solve_exact
+from tests.models.test_transport import linprog_transport
 
 SIZES = (16, 32, 64, 128)
 PROBLEMS = 5
@@ -32,8 +32,13 @@ def main() -> None:
         for _ in range(PROBLEMS):
             x, y = rng.normal(size=(n, 384)), rng.normal(size=(n, 384))
             problems.append((WRD.masses(x), WRD.masses(y), WRD.cost(x, y)))
-        ours = median_seconds(lambda: [solve_exact(*p) for p in problems], repeats=5, min_seconds=0.5) / PROBLEMS
-        reference = median_seconds(lambda: [linprog_transport(*p) for p in problems], repeats=1) / PROBLEMS
+        ours = (
+            median_seconds(lambda problems=problems: [solve_exact(*p) for p in problems], repeats=5, min_seconds=0.5)
+            / PROBLEMS
+        )
+        reference = (
+            median_seconds(lambda problems=problems: [linprog_transport(*p) for p in problems], repeats=1) / PROBLEMS
+        )
         gap = max(abs(solve_exact(*p).distance - linprog_transport(*p)) for p in problems)
         rows.append((n, f"{ours * 1e3:.3f}", f"{reference * 1e3:.1f}", f"{reference / ours:.0f}x", f"{gap:.1e}"))
     print_table(["n = m", "POT ot.emd (ms)", "scipy linprog HiGHS (ms)", "speed-up", "max |value difference|"], rows)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import print_table, stsb_pairs  # noqa: E402
-from models.encoder import TokenEncoder  # noqa: E402
-from models.loader import load_encoder_model  # noqa: E402
-from models.similarity import rank_candidates  # noqa: E402
+from bench.common import print_table, stsb_pairs
+from models.encoder import TokenEncoder
+from models.loader import load_encoder_model
+from models.similarity import rank_candidates
 
 
 def main() -> None:
@@ -50,13 +50,15 @@ def main() -> None:
             assert pruned.results == exhaustive.results, "pruning changed the answer"
             skipped += pruned.pruned
         n = len(encoded_sources)
-        rows.append((
-            method,
-            f"{1e3 * pruned_time / n:.1f}",
-            f"{1e3 * exhaustive_time / n:.1f}",
-            f"{exhaustive_time / pruned_time:.1f}x",
-            f"{skipped / n:.0f} of {len(candidates)} ({100 * skipped / n / len(candidates):.0f} %)",
-        ))
+        rows.append(
+            (
+                method,
+                f"{1e3 * pruned_time / n:.1f}",
+                f"{1e3 * exhaustive_time / n:.1f}",
+                f"{exhaustive_time / pruned_time:.1f}x",
+                f"{skipped / n:.0f} of {len(candidates)} ({100 * skipped / n / len(candidates):.0f} %)",
+            )
+        )
     print(f"{len(sources)} sources x {len(candidates)} candidates, top {args.top_k}; same top k in every case")
     print(f"encoding the {len(candidates)} candidates (fp32, not included below): {encode_seconds:.2f} s")
     print_table(["method", "pruned (ms/query)", "exhaustive (ms/query)", "speed-up", "exact solves skipped"], rows)

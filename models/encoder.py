@@ -152,7 +152,11 @@ class TokenEncoder:
         return encoded  # type: ignore[return-value]
 
     def _forward(self, texts: Sequence[TokenizedText]) -> list[np.ndarray]:
-        padded = self.tokenizer.pad({"input_ids": [list(t.ids) for t in texts]}, return_tensors="pt")
+        # Lengths padded to a multiple of 8: fewer distinct shapes, so the CPU kernels built for
+        # one shape are reused instead of rebuilt (measured 25-50 % slower on a new bf16 shape).
+        padded = self.tokenizer.pad(
+            {"input_ids": [list(t.ids) for t in texts]}, pad_to_multiple_of=8, return_tensors="pt"
+        )
         want_all_layers = self.layer != -1
         with torch.inference_mode():
             output = self.loaded.model(**padded, output_hidden_states=want_all_layers)

@@ -129,7 +129,7 @@ def load_pretrained(source: ModelSource, model_class: Any, dtype: DType = "fp32"
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.location)
         model = model_class.from_pretrained(source.location, dtype=TORCH_DTYPES[dtype])
-    except Exception as error:  # noqa: BLE001 - every failure becomes one clear message
+    except Exception as error:
         raise ModelLoadError(f"could not load model from {source.location}: {error}") from error
     model.eval()
     logger.info("loaded %s model from %s (%s)", source.kind, source.location, dtype)

@@ -169,9 +169,7 @@ def rank_candidates(
     return _prefetch_and_prune(source, candidates, method, top_k)
 
 
-def _prefetch_and_prune(
-    source: EncodedText, candidates: Sequence[EncodedText], method: Method, top_k: int
-) -> Ranking:
+def _prefetch_and_prune(source: EncodedText, candidates: Sequence[EncodedText], method: Method, top_k: int) -> Ranking:
     geometry = _GEOMETRY[method]
     x = source.vectors.astype(np.float64)
     x_masses = geometry.masses(x)
@@ -179,7 +177,7 @@ def _prefetch_and_prune(
     centroid_bounds = geometry.centroid_gap(geometry.centroid(x), centroids)
     best: list[tuple[float, int]] = []  # max-heap of (distance, index) via negation
     exact_solves = 0
-    for position, i in enumerate(np.lexsort((np.arange(len(candidates)), centroid_bounds))):
+    for i in np.lexsort((np.arange(len(candidates)), centroid_bounds)):
         kth = -best[0][0] if len(best) == top_k else np.inf
         if centroid_bounds[i] > kth + _PRUNE_TOLERANCE:
             break  # every later candidate has a centroid bound at least as large

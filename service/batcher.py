@@ -114,7 +114,7 @@ class MicroBatcher(Generic[In, Out]):
             self._on_batch(len(items))
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._process, items)
-        except Exception as error:  # noqa: BLE001 - each waiting request gets the error
+        except Exception as error:
             for job in live:
                 if not job.future.done():
                     job.future.set_exception(error)

@@ -60,8 +60,16 @@ def serve(
     """Start the HTTP service (settings also come from SIMLINK_* variables)."""
     import uvicorn
 
-    overrides = {"host": host, "port": port, "workers": workers, "model": model, "dtype": dtype,
-                 "layer": layer, "torch_threads": threads, "max_tokens": max_tokens}
+    overrides = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "model": model,
+        "dtype": dtype,
+        "layer": layer,
+        "torch_threads": threads,
+        "max_tokens": max_tokens,
+    }
     settings = _settings(**overrides)
     _check_model(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -26,10 +26,6 @@ class FieldError(Exception):
         self.kind = kind
 
 
-class ServiceUnavailable(Exception):
-    """A job cannot be served right now (for example its model or index is not configured)."""
-
-
 def field_path(location: Location) -> str:
     """``("body", "pairs", 2, "a") -> "pairs[2].a"``."""
     path = ""
@@ -65,13 +61,8 @@ async def _on_http_error(_: Request, error: StarletteHTTPException) -> JSONRespo
     return JSONResponse(status_code=error.status_code, content={"message": str(error.detail)}, headers=error.headers)
 
 
-async def _on_unavailable(_: Request, error: ServiceUnavailable) -> JSONResponse:
-    return JSONResponse(status_code=503, content={"message": str(error)})
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Registers the handlers that give every error the same JSON shape."""
     app.add_exception_handler(RequestValidationError, _on_request_validation)
     app.add_exception_handler(FieldError, _on_field_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(ServiceUnavailable, _on_unavailable)

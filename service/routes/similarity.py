@@ -34,7 +34,9 @@ def _at_most(location: Location, count: int, limit: int, what: str) -> None:
         raise FieldError(location, f"has {count} {what}, more than the limit of {limit}", "too_long")
 
 
-def _tokenize(encoder: TokenEncoder, texts: Sequence[str], locations: Sequence[Location], truncate: bool) -> list[TokenizedText]:
+def _tokenize(
+    encoder: TokenEncoder, texts: Sequence[str], locations: Sequence[Location], truncate: bool
+) -> list[TokenizedText]:
     try:
         return encoder.tokenize(texts, truncate=truncate)
     except TextTooLongError as error:

@@ -29,7 +29,9 @@ def simlink_command() -> list[str]:
 
 
 @contextmanager
-def running_server(env: Mapping[str, str] | None = None, args: list[str] | None = None, timeout: float = 120) -> Iterator[str]:
+def running_server(
+    env: Mapping[str, str] | None = None, args: list[str] | None = None, timeout: float = 120
+) -> Iterator[str]:
     """Yields the base URL of a live server; its output is shown if it fails to start."""
     port = free_port()
     environment = {**os.environ, **(env or {})}
@@ -61,7 +63,9 @@ def running_server(env: Mapping[str, str] | None = None, args: list[str] | None 
         process.stdout.close()
 
 
-def run_to_exit(args: list[str], env: Mapping[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_to_exit(
+    args: list[str], env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Runs ``simlink ARGS`` to completion (for start-up failures)."""
     return subprocess.run(
         [*simlink_command(), *args], env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout

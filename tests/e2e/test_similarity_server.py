@@ -59,14 +59,18 @@ def test_alignment_explains_the_transport(server: str) -> None:
     body = post(server, "/similarity", {"pairs": PAIRS[:1], "alignment": True}).json()
     cells = body["results"][0]["alignment"]
     assert 0 < len(cells) <= 10
-    assert {"a_token": "guitar", "b_token": "guitar"}.items() <= next(c for c in cells if c["a_token"] == "guitar").items()
+    assert {"a_token": "guitar", "b_token": "guitar"}.items() <= next(
+        c for c in cells if c["a_token"] == "guitar"
+    ).items()
     assert [c["mass"] for c in cells] == sorted((c["mass"] for c in cells), reverse=True)
 
 
 def test_ranking_returns_the_exhaustive_top_k(server: str, encoder: TokenEncoder) -> None:
     source = "A man is playing a guitar."
     for method in ("wrd", "wmd", "greedy"):
-        response = post(server, "/similarity/rank", {"source": source, "candidates": CANDIDATES, "method": method, "top_k": 4})
+        response = post(
+            server, "/similarity/rank", {"source": source, "candidates": CANDIDATES, "method": method, "top_k": 4}
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         expected = SimilarityEngine(encoder).rank(source, CANDIDATES, method, 4, prune=False)

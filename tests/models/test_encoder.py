@@ -67,10 +67,12 @@ def test_bf16_agrees_with_fp32(encoder: TokenEncoder) -> None:
     token vectors stay at cosine >= 0.9998 from fp32 and similarities within 0.004, so the
     asserted bounds (0.999 and 0.01) leave headroom while catching any real precision bug."""
     bf16 = TokenEncoder(load_encoder_model("embedded", "bf16"))
-    texts = SENTENCES + ["A person plays the guitar.", "Someone is slicing an onion."]
+    texts = [*SENTENCES, "A person plays the guitar.", "Someone is slicing an onion."]
     exact, approx = encoder.encode(texts), bf16.encode(texts)
     for x, y in zip(exact, approx, strict=True):
-        cosine = np.sum(x.vectors * y.vectors, 1) / np.linalg.norm(x.vectors, axis=1) / np.linalg.norm(y.vectors, axis=1)
+        cosine = (
+            np.sum(x.vectors * y.vectors, 1) / np.linalg.norm(x.vectors, axis=1) / np.linalg.norm(y.vectors, axis=1)
+        )
         assert cosine.min() >= 0.999
     for method in ("wrd", "wmd", "greedy"):
         for k in range(len(texts) - 1):

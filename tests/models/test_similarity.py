@@ -41,7 +41,7 @@ def test_alignment_lists_the_heaviest_plan_cells(engine: SimilarityEngine) -> No
     assert [c.mass for c in cells] == sorted((c.mass for c in cells), reverse=True)
     assert sum(c.mass for c in cells) <= 1 + 1e-9
     assert ("guitar", "guitar") in {(c.a_token, c.b_token) for c in cells}
-    a, b = PARAPHRASES[0]
+    a = PARAPHRASES[0][0]
     for cell in cells:
         if cell.a_span != (0, 0):
             assert a[slice(*cell.a_span)].lower() == cell.a_token

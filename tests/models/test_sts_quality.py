@@ -24,7 +24,9 @@ def reference_rows(sources: Path) -> dict[bool, dict[str, float]]:
             cells = [cell.strip() for cell in line.strip("|").split("|")]
             skip = "left out" in cells[0]
             rows[skip] = {
-                method: float(cells[i]) for i, name in enumerate(names) for key, method in COLUMNS.items()
+                method: float(cells[i])
+                for i, name in enumerate(names)
+                for key, method in COLUMNS.items()
                 if re.match(rf"{key}\b", name)
             }
     assert set(rows) == {False, True} and all(len(r) == 3 for r in rows.values()), rows

@@ -105,7 +105,9 @@ def test_greedy_matching_of_identical_texts_is_perfect() -> None:
 def test_centroid_bound_of_wrd_equals_the_closed_form() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(4, 3)), rng.normal(size=(6, 3))
-    expected = 0.5 * np.sum((x.sum(0) / np.linalg.norm(x, axis=1).sum() - y.sum(0) / np.linalg.norm(y, axis=1).sum()) ** 2)
+    expected = 0.5 * np.sum(
+        (x.sum(0) / np.linalg.norm(x, axis=1).sum() - y.sum(0) / np.linalg.norm(y, axis=1).sum()) ** 2
+    )
     assert abs(transport.centroid_distance(x, y, WRD) - expected) <= TOLERANCE
 
 

@@ -31,7 +31,9 @@ def test_evaluate_sts_prints_every_method(tmp_path: Path) -> None:
 def test_evaluate_sts_reads_sick(tmp_path: Path) -> None:
     data = tmp_path / "SICK_tiny.txt"
     rows = ["pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment"]
-    rows += [f"{i}\t{line.split(chr(9))[5]}\t{line.split(chr(9))[6]}\t{1 + i}\tNEUTRAL" for i, line in enumerate(STSB_LINES)]
+    rows += [
+        f"{i}\t{line.split(chr(9))[5]}\t{line.split(chr(9))[6]}\t{1 + i}\tNEUTRAL" for i, line in enumerate(STSB_LINES)
+    ]
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["evaluate", "sts", "--data", str(data), "--skip-special-tokens"])
     assert result.exit_code == 0, result.output
