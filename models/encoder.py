@@ -153,7 +153,7 @@ class TokenEncoder:
 
     def _forward(self, texts: Sequence[TokenizedText]) -> list[np.ndarray]:
         # Lengths padded to a multiple of 8: fewer distinct shapes, so the CPU kernels built for
-        # one shape are reused instead of rebuilt (measured 25-50 % slower on a new bf16 shape).
+        # one shape are reused instead of rebuilt (bench/bf16.py: a first-seen bf16 shape is 1.4-3x slower).
         padded = self.tokenizer.pad(
             {"input_ids": [list(t.ids) for t in texts]}, pad_to_multiple_of=8, return_tensors="pt"
         )
