@@ -71,7 +71,6 @@ def serve(
         "max_tokens": max_tokens,
     }
     settings = _settings(**overrides)
-    _check_model(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.workers == 1:
         from service.app import create_app
@@ -84,6 +83,7 @@ def serve(
             raise _fail(str(error)) from error
         uvicorn.run(create_app(runtime=runtime), host=settings.host, port=settings.port, log_level=settings.log_level)
         return
+    _check_model(settings)  # each worker loads the model itself; catch a wrong path before starting them
     for key, value in overrides.items():  # worker processes read their settings from the environment
         if value is not None:
             os.environ[f"{ENV_PREFIX}{key.upper()}"] = str(value)
@@ -111,19 +111,16 @@ def evaluate_sts(
     skip_special_tokens: Annotated[bool, typer.Option(help="Leave [CLS]/[SEP] out of the transport.")] = False,
 ) -> None:
     """Print the Spearman correlation (x100) of every method with the gold scores."""
-    from models.encoder import TokenEncoder
-    from models.loader import load_encoder_model, set_torch_threads
     from models.sts_benchmark import StsFormatError, read_sts_pairs, spearman_by_method
+    from service.runtime import build_encoder
 
     settings = _settings(model=model, dtype=dtype, layer=layer, torch_threads=threads)
-    _check_model(settings)
     try:
         pairs = read_sts_pairs(data)
-    except StsFormatError as error:
+        encoder = build_encoder(settings)
+    except (StsFormatError, ModelLoadError, ValueError) as error:
         raise _fail(str(error)) from error
-    set_torch_threads(settings.torch_threads)
-    loaded = load_encoder_model(settings.model, settings.dtype)
-    encoder = TokenEncoder(loaded, settings.layer, settings.max_tokens, settings.encoder_batch_size)
+    loaded = encoder.loaded
     scores = spearman_by_method(encoder, pairs, skip_special_tokens=skip_special_tokens, progress=_progress)
     typer.echo(f"{data}: {len(pairs)} pairs, {loaded.name} ({settings.dtype}), Spearman x 100")
     table = Table()

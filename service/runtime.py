@@ -32,17 +32,22 @@ class Runtime:
         await self.encoder_batcher.stop()
 
 
-def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
-    """Loads the encoder named by the settings, warms it up and wires its batcher.
+def build_encoder(settings: Settings) -> TokenEncoder:
+    """The token encoder the settings describe (model, dtype, threads, layer, limits).
 
     Raises :class:`models.loader.ModelLoadError` naming the path when the model is missing
-    or cannot be loaded.
+    or cannot be loaded, and ``ValueError`` for a layer or token limit the model lacks.
     """
     set_torch_threads(settings.torch_threads)
     loaded = load_encoder_model(settings.model, settings.dtype)
-    encoder = TokenEncoder(loaded, settings.layer, settings.max_tokens, settings.encoder_batch_size)
+    return TokenEncoder(loaded, settings.layer, settings.max_tokens, settings.encoder_batch_size)
+
+
+def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
+    """Builds the encoder (see :func:`build_encoder`), warms it up and wires its batcher."""
+    encoder = build_encoder(settings)
     encoder.warm_up()
-    logger.info("encoder ready: %s", loaded.describe())
+    logger.info("encoder ready: %s", encoder.loaded.describe())
     batch_sizes = metrics.batch_size.labels("encoder")
     batcher: MicroBatcher[TokenizedText, EncodedText] = MicroBatcher(
         encoder.embed,

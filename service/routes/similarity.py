@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from models.encoder import TextTooLongError, TokenEncoder, TokenizedText
+from models.encoder import EncodedText, TextTooLongError, TokenEncoder, TokenizedText
 from models.similarity import rank_candidates, score_pair
 from service.dependencies import RuntimeDep
 from service.errors import FieldError, Location, field_path
+from service.runtime import Runtime
 from service.schemas import (
     ErrorResponse,
     PairResult,
@@ -47,6 +48,20 @@ def _tokenize(
         ) from error
 
 
+async def _encode(
+    runtime: Runtime, texts: Sequence[str], locations: Sequence[Location], truncate: bool
+) -> tuple[list[TokenizedText], list[EncodedText]]:
+    """Tokenizes (422 for a text over the limit) and encodes in the shared batch."""
+    tokenized = await run_in_threadpool(_tokenize, runtime.encoder, texts, locations, truncate)
+    return tokenized, await runtime.encoder_batcher.submit(tokenized)
+
+
+def _skip_special_tokens(request: SimilarityRequest | RankRequest, runtime: Runtime) -> bool:
+    if request.skip_special_tokens is None:
+        return runtime.settings.skip_special_tokens
+    return request.skip_special_tokens
+
+
 def _truncated_fields(locations: Sequence[Location], tokenized: Sequence[TokenizedText]) -> list[str]:
     return [field_path(loc) for loc, text in zip(locations, tokenized, strict=True) if text.truncated]
 
@@ -65,9 +80,8 @@ async def similarity(request: SimilarityRequest, runtime: RuntimeDep) -> Similar
     _at_most(("pairs",), len(request.pairs), settings.max_pairs, "pairs")
     locations = [("pairs", i, side) for i in range(len(request.pairs)) for side in ("a", "b")]
     texts = [text for pair in request.pairs for text in (pair.a, pair.b)]
-    tokenized = await run_in_threadpool(_tokenize, runtime.encoder, texts, locations, request.truncate)
-    encoded = await runtime.encoder_batcher.submit(tokenized)
-    skip = settings.skip_special_tokens if request.skip_special_tokens is None else request.skip_special_tokens
+    tokenized, encoded = await _encode(runtime, texts, locations, request.truncate)
+    skip = _skip_special_tokens(request, runtime)
     alignment = settings.max_alignment_pairs if request.alignment else 0
 
     def score_all() -> list[PairResult]:
@@ -94,9 +108,8 @@ async def rank(request: RankRequest, runtime: RuntimeDep) -> RankResponse:
     _at_most(("candidates",), len(request.candidates), settings.max_candidates, "candidates")
     locations = [("source",), *[("candidates", i) for i in range(len(request.candidates))]]
     texts = [request.source, *request.candidates]
-    tokenized = await run_in_threadpool(_tokenize, runtime.encoder, texts, locations, request.truncate)
-    encoded = await runtime.encoder_batcher.submit(tokenized)
-    skip = settings.skip_special_tokens if request.skip_special_tokens is None else request.skip_special_tokens
+    tokenized, encoded = await _encode(runtime, texts, locations, request.truncate)
+    skip = _skip_special_tokens(request, runtime)
     top_k = min(request.top_k, len(request.candidates))
     ranking = await run_in_threadpool(rank_candidates, encoded[0], encoded[1:], request.method, top_k, True, skip)
     return RankResponse(
