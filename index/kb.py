@@ -1,0 +1,156 @@
+"""Readers for a user's knowledge base: entities (JSONL) and facts (TSV or KgCLUE ``|||`` lines).
+
+Every bad row is either an error naming the file and line, or, when the caller asks for
+leniency, skipped and counted in a :class:`ReadReport`; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KGCLUE_SEPARATOR = "|||"
+
+
+class KbFormatError(ValueError):
+    """A knowledge-base row that cannot be read; the message names the file and line."""
+
+    def __init__(self, path: Path, line: int, problem: str) -> None:
+        super().__init__(f"{path}:{line}: {problem}")
+        self.path = path
+        self.line = line
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One knowledge-base entity; ``name`` is what the linker generates, aliases help training."""
+
+    id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One ``subject  predicate  object`` triple; the subject is an entity name."""
+
+    subject: str
+    predicate: str
+    object: str
+
+
+@dataclass
+class ReadReport:
+    """What a lenient read skipped: how many rows, and the first few problems verbatim."""
+
+    path: Path
+    rows: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def skip(self, error: KbFormatError, keep: int = 20) -> None:
+        self.skipped += 1
+        if len(self.problems) < keep:
+            self.problems.append(str(error))
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (sources may be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with path.open(encoding="utf-8") as stream:
+            for number, line in enumerate(stream, start=1):
+                stripped = line.rstrip("\r\n")
+                if stripped.strip():
+                    yield number, stripped
+    except UnicodeDecodeError as error:
+        raise KbFormatError(path, 0, f"not UTF-8 text ({error})") from error
+
+
+def _text_field(row: dict, key: str, path: Path, line: int, required: bool = True) -> str:
+    value = row.get(key, "" if not required else None)
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise KbFormatError(path, line, f'"{key}" must be a non-empty string')
+    return value.strip()
+
+
+def _parse_entity(text: str, path: Path, line: int) -> Entity:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise KbFormatError(path, line, f"invalid JSON ({error.msg})") from error
+    if not isinstance(row, dict):
+        raise KbFormatError(path, line, "expected a JSON object")
+    aliases = row.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(alias, str) for alias in aliases):
+        raise KbFormatError(path, line, '"aliases" must be a list of strings')
+    return Entity(
+        id=_text_field(row, "id", path, line),
+        name=_text_field(row, "name", path, line),
+        aliases=tuple(alias.strip() for alias in aliases if alias.strip()),
+        description=_text_field(row, "description", path, line, required=False),
+    )
+
+
+def _parse_fact(text: str, path: Path, line: int) -> Fact:
+    parts = text.split(KGCLUE_SEPARATOR) if KGCLUE_SEPARATOR in text else text.split("\t")
+    parts = [part.strip() for part in parts]
+    if len(parts) != 3 or not all(parts):
+        raise KbFormatError(
+            path, line, f"expected 'subject<TAB>predicate<TAB>object' or 'subject ||| predicate ||| object', "
+            f"got {len(parts)} field(s)"
+        )
+    return Fact(*parts)
+
+
+def read_entities(path: Path, report: ReadReport | None = None) -> Iterator[Entity]:
+    """Entities from a JSONL file ``{"id", "name", "aliases"?, "description"?}``.
+
+    Without a ``report`` the first bad row raises :class:`KbFormatError`; with one, bad rows
+    (and repeated ids) are skipped and counted there.
+    """
+    seen: set[str] = set()
+    for line, text in _numbered_lines(path):
+        try:
+            entity = _parse_entity(text, path, line)
+            if entity.id in seen:
+                raise KbFormatError(path, line, f"duplicate entity id {entity.id!r}")
+        except KbFormatError as error:
+            if report is None:
+                raise
+            report.skip(error)
+            continue
+        seen.add(entity.id)
+        if report is not None:
+            report.rows += 1
+        yield entity
+
+
+def read_facts(path: Path, report: ReadReport | None = None) -> Iterator[Fact]:
+    """Facts from TSV (``s<TAB>p<TAB>o``) or KgCLUE (``s ||| p ||| o``) lines, in any mix.
+
+    Error handling as in :func:`read_entities`.
+    """
+    for line, text in _numbered_lines(path):
+        try:
+            fact = _parse_fact(text, path, line)
+        except KbFormatError as error:
+            if report is None:
+                raise
+            report.skip(error)
+            continue
+        if report is not None:
+            report.rows += 1
+        yield fact

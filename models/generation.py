@@ -1,0 +1,106 @@
+"""Beam search constrained by a token trie, through transformers' ``prefix_allowed_tokens_fn``.
+
+At each step the trie says which tokens may follow what a beam has written so far, so a
+finished beam is always a complete sequence of the trie. Two details make it total:
+
+- a prefix with no continuation (a beam that fell off the trie) is offered only the end token,
+  since recent transformers raise on an empty allowed list; such a beam is dropped at the end;
+- every returned hypothesis is checked against its trie once more before it is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from models.seq2seq import Seq2SeqModel
+
+
+class NextTokenSource(Protocol):
+    """A trie as generation sees it (``index.trie.TokenTrie`` is one)."""
+
+    def next_tokens(self, prefix: Sequence[int]) -> np.ndarray: ...
+
+    def __contains__(self, sequence: Sequence[int]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One generated sequence (after the decoder's start tokens, end token included) and its
+    log-probability under the model."""
+
+    tokens: tuple[int, ...]
+    score: float
+
+
+@dataclass
+class TrieConstraint:
+    """The ``prefix_allowed_tokens_fn`` for a batch whose row ``i`` is constrained by ``tries[i]``."""
+
+    tries: Sequence[NextTokenSource]
+    prefix_length: int
+    end_token: int
+
+    def __call__(self, batch_id: int, input_ids: torch.Tensor) -> Sequence[int]:
+        allowed = self.tries[batch_id].next_tokens(input_ids[self.prefix_length :].tolist())
+        if len(allowed) == 0:
+            return [self.end_token]
+        return torch.from_numpy(np.asarray(allowed, dtype=np.int64))
+
+
+def _finished(tokens: list[int], end_token: int) -> tuple[int, ...]:
+    """The tokens up to and including the first end token (beams are padded after it)."""
+    if end_token in tokens:
+        return tuple(tokens[: tokens.index(end_token) + 1])
+    return tuple(tokens)
+
+
+def constrained_beam_search(
+    model: Seq2SeqModel,
+    inputs: Sequence[str],
+    tries: Sequence[NextTokenSource],
+    num_beams: int,
+    max_new_tokens: int,
+    max_input_tokens: int = 256,
+) -> list[list[Hypothesis]]:
+    """Up to ``num_beams`` hypotheses per input, best first, each a complete sequence of its trie.
+
+    One ``generate`` call serves the whole batch; ``inputs[i]`` is constrained by ``tries[i]``.
+    Scores are sums of token log-probabilities (no length normalisation).
+    """
+    tokenizer = model.tokenizer
+    end_token = model.special_tokens.end
+    prefix_length = model.decoder_prefix_length
+    encoded = tokenizer(list(inputs), padding=True, truncation=True, max_length=max_input_tokens, return_tensors="pt")
+    constraint = TrieConstraint(tries, prefix_length, end_token)
+    with torch.inference_mode():
+        output = model.model.generate(
+            input_ids=encoded["input_ids"],
+            attention_mask=encoded["attention_mask"],
+            num_beams=num_beams,
+            num_return_sequences=num_beams,
+            max_new_tokens=max_new_tokens,
+            prefix_allowed_tokens_fn=constraint,
+            length_penalty=0.0,
+            early_stopping=True,
+            do_sample=False,
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
+    sequences = output.sequences[:, prefix_length:].view(len(inputs), num_beams, -1).tolist()
+    scores = output.sequences_scores.view(len(inputs), num_beams).tolist()
+    results: list[list[Hypothesis]] = []
+    for row, trie in enumerate(tries):
+        seen: set[tuple[int, ...]] = set()
+        hypotheses = []
+        for tokens, score in zip(sequences[row], scores[row]):
+            finished = _finished(tokens, end_token)
+            if finished in trie and finished not in seen:
+                seen.add(finished)
+                hypotheses.append(Hypothesis(finished, float(score)))
+        results.append(sorted(hypotheses, key=lambda hypothesis: -hypothesis.score))
+    return results

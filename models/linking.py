@@ -1,0 +1,141 @@
+"""Generative entity linking and KBQA: the seq2seq model writes a name the trie allows, the KB resolves it.
+
+Usable from Python without the server::
+
+    engine = LinkingEngine(load_seq2seq_model("runs/demo-model"), Path("runs/demo-index"))
+    engine.link([LinkQuery("Who founded [START_ENT] Amazon [END_ENT]?")])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from index.linking_index import LinkingIndex
+from index.trie import TokenTrie
+from models.generation import Hypothesis, NextTokenSource, constrained_beam_search
+from models.seq2seq import Seq2SeqModel, Task, format_input
+
+
+class UnknownCandidatesError(ValueError):
+    """Candidate entity ids that the index does not hold."""
+
+    def __init__(self, unknown: Sequence[str]) -> None:
+        shown = ", ".join(repr(entity_id) for entity_id in unknown[:10])
+        super().__init__(f"{len(unknown)} unknown entity id(s): {shown}")
+        self.unknown = list(unknown)
+
+
+@dataclass(frozen=True)
+class LinkQuery:
+    """One linking request: a text (with an optional mention span) and how many answers to return."""
+
+    text: str
+    task: Task = "entity"
+    mention: tuple[int, int] | None = None
+    top_k: int = 5
+    num_beams: int = 5
+    candidates: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EntityMatch:
+    id: str
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PairMatch:
+    subject: str
+    predicate: str
+    answers: tuple[str, ...]
+    score: float
+
+
+Matches = list[EntityMatch] | list[PairMatch]
+
+
+@dataclass
+class LinkingEngine:
+    """A seq2seq model and the index of the knowledge base whose names it may write."""
+
+    model: Seq2SeqModel
+    index: LinkingIndex
+    max_input_tokens: int = 256
+    _max_lengths: dict[str, int] = field(init=False)
+
+    @classmethod
+    def open(cls, model: Seq2SeqModel, index_path: Path, max_input_tokens: int = 256) -> LinkingEngine:
+        """Opens the index at ``index_path`` for ``model``, refusing one built with another tokenizer."""
+        return cls(model, LinkingIndex.open(index_path, model.identity), max_input_tokens)
+
+    def __post_init__(self) -> None:
+        counts = self.index.manifest.counts
+        self._max_lengths = {
+            "entity": counts.get("longest_entity_sequence", 64),
+            "kbqa": counts.get("longest_kbqa_sequence", 64),
+        }
+
+    def check_candidates(self, candidates: Sequence[str]) -> dict[str, int]:
+        """Sequence ids of the candidates' names; raises :class:`UnknownCandidatesError` for unknown ids."""
+        found = self.index.store.sequences_of_entities(candidates)
+        unknown = [entity_id for entity_id in candidates if entity_id not in found]
+        if unknown:
+            raise UnknownCandidatesError(unknown)
+        return found
+
+    def _trie_for(self, query: LinkQuery) -> NextTokenSource:
+        if query.task == "kbqa":
+            return self.index.kbqa_trie
+        if query.candidates is None:
+            return self.index.entity_trie
+        sequence_ids = set(self.check_candidates(query.candidates).values())
+        return TokenTrie.build(self.index.entity_trie.sequence(sequence_id) for sequence_id in sequence_ids)
+
+    def link(self, queries: Sequence[LinkQuery]) -> list[Matches]:
+        """Matches per query, best first; queries with the same beam width share one ``generate`` call."""
+        results: list[Matches] = [[] for _ in queries]
+        by_beams: dict[int, list[int]] = {}
+        for position, query in enumerate(queries):
+            by_beams.setdefault(query.num_beams, []).append(position)
+        for num_beams, positions in by_beams.items():
+            group = [queries[position] for position in positions]
+            hypotheses = constrained_beam_search(
+                self.model,
+                [format_input(query.text, query.task, query.mention) for query in group],
+                [self._trie_for(query) for query in group],
+                num_beams=num_beams,
+                max_new_tokens=max(self._max_lengths[query.task] for query in group) + 1,
+                max_input_tokens=self.max_input_tokens,
+            )
+            for position, query, found in zip(positions, group, hypotheses):
+                results[position] = self._resolve(query, found)
+        return results
+
+    def _resolve(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> Matches:
+        if query.task == "kbqa":
+            return self._resolve_pairs(hypotheses, query.top_k)
+        return self._resolve_entities(hypotheses, query)
+
+    def _resolve_entities(self, hypotheses: list[Hypothesis], query: LinkQuery) -> list[EntityMatch]:
+        trie = self.index.entity_trie
+        scored = [(trie.sequence_id(hypothesis.tokens), hypothesis.score) for hypothesis in hypotheses]
+        entities = self.index.store.entities_of_sequences([sequence_id for sequence_id, _ in scored])
+        allowed = set(query.candidates) if query.candidates is not None else None
+        matches = [
+            EntityMatch(entity_id, name, score)
+            for sequence_id, score in scored
+            for entity_id, name in entities.get(sequence_id, [])
+            if allowed is None or entity_id in allowed
+        ]
+        return matches[: query.top_k]
+
+    def _resolve_pairs(self, hypotheses: list[Hypothesis], top_k: int) -> list[PairMatch]:
+        trie, store = self.index.kbqa_trie, self.index.store
+        matches = []
+        for hypothesis in hypotheses:
+            for subject, predicate in store.pairs_of_sequence(trie.sequence_id(hypothesis.tokens)):
+                matches.append(PairMatch(subject, predicate, tuple(store.objects(subject, predicate)), hypothesis.score))
+        return matches[:top_k]
