@@ -70,31 +70,33 @@ def _encode_all(tokenizer: NameTokenizer, texts: Sequence[str], progress: Progre
     return encoded
 
 
-def _write_entities(db: sqlite3.Connection, directory: Path, entities: list[Entity], tokenizer: NameTokenizer,
-                    progress: Progress) -> tuple[TokenTrie, int]:
+def _write_entities(
+    db: sqlite3.Connection, directory: Path, entities: list[Entity], tokenizer: NameTokenizer, progress: Progress
+) -> tuple[TokenTrie, int]:
     end = tokenizer.special_tokens.end
     db.executemany("INSERT INTO entities VALUES (?, ?, ?)", ((e.id, e.name, e.description) for e in entities))
-    sequences = [tokens + [end] for tokens in _encode_all(tokenizer, [e.name for e in entities], progress, "names")]
+    sequences = [[*tokens, end] for tokens in _encode_all(tokenizer, [e.name for e in entities], progress, "names")]
     trie = TokenTrie.build(sequences)
-    rows = ((trie.sequence_id(sequence), entity.id) for entity, sequence in zip(entities, sequences))
+    rows = ((trie.sequence_id(sequence), entity.id) for entity, sequence in zip(entities, sequences, strict=True))
     db.executemany("INSERT INTO entity_names VALUES (?, ?)", rows)
     (directory / ENTITY_TRIE).mkdir()
     trie.save(directory / ENTITY_TRIE)
     return trie, max(map(len, sequences))
 
 
-def _write_facts(db: sqlite3.Connection, directory: Path, facts: list[Fact], tokenizer: NameTokenizer,
-                 progress: Progress) -> tuple[int, int]:
+def _write_facts(
+    db: sqlite3.Connection, directory: Path, facts: list[Fact], tokenizer: NameTokenizer, progress: Progress
+) -> tuple[int, int]:
     db.executemany("INSERT INTO facts VALUES (?, ?, ?)", ((f.subject, f.predicate, f.object) for f in facts))
     pairs = list(dict.fromkeys((f.subject, f.predicate) for f in facts))
     subjects = list(dict.fromkeys(subject for subject, _ in pairs))
     predicates = list(dict.fromkeys(predicate for _, predicate in pairs))
-    subject_ids = dict(zip(subjects, _encode_all(tokenizer, subjects, progress, "subjects")))
-    predicate_ids = dict(zip(predicates, _encode_all(tokenizer, predicates, progress, "predicates")))
+    subject_ids = dict(zip(subjects, _encode_all(tokenizer, subjects, progress, "subjects"), strict=True))
+    predicate_ids = dict(zip(predicates, _encode_all(tokenizer, predicates, progress, "predicates"), strict=True))
     special = tokenizer.special_tokens
     sequences = [subject_ids[s] + [special.separator] + predicate_ids[p] + [special.end] for s, p in pairs]
     trie = TokenTrie.build(sequences)
-    rows = ((trie.sequence_id(sequence), s, p) for (s, p), sequence in zip(pairs, sequences))
+    rows = ((trie.sequence_id(sequence), s, p) for (s, p), sequence in zip(pairs, sequences, strict=True))
     db.executemany("INSERT INTO kbqa_pairs VALUES (?, ?, ?)", rows)
     (directory / KBQA_TRIE).mkdir()
     trie.save(directory / KBQA_TRIE)
@@ -140,8 +142,9 @@ def build_index(
             shutil.rmtree(staging)
 
 
-def _build_into(directory: Path, sources: KbSources, tokenizer: NameTokenizer, lenient: bool,
-                progress: Progress) -> BuildResult:
+def _build_into(
+    directory: Path, sources: KbSources, tokenizer: NameTokenizer, lenient: bool, progress: Progress
+) -> BuildResult:
     entity_report = ReadReport(sources.entities) if lenient else None
     entities = list(read_entities(sources.entities, entity_report))
     if not entities:

@@ -109,8 +109,10 @@ def _parse_fact(text: str, path: Path, line: int) -> Fact:
     parts = [part.strip() for part in parts]
     if len(parts) != 3 or not all(parts):
         raise KbFormatError(
-            path, line, f"expected 'subject<TAB>predicate<TAB>object' or 'subject ||| predicate ||| object', "
-            f"got {len(parts)} field(s)"
+            path,
+            line,
+            f"expected 'subject<TAB>predicate<TAB>object' or 'subject ||| predicate ||| object', "
+            f"got {len(parts)} field(s)",
         )
     return Fact(*parts)
 

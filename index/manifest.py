@@ -90,7 +90,9 @@ class Manifest:
         except IndexLoadError:
             raise
         except FileNotFoundError as error:
-            raise IndexLoadError(f"index at {directory} has no {MANIFEST_NAME} (not an index, or a partial build)") from error
+            raise IndexLoadError(
+                f"index at {directory} has no {MANIFEST_NAME} (not an index, or a partial build)"
+            ) from error
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise IndexLoadError(f"corrupt index manifest {path}: {error}") from error
 

@@ -97,7 +97,7 @@ def constrained_beam_search(
     for row, trie in enumerate(tries):
         seen: set[tuple[int, ...]] = set()
         hypotheses = []
-        for tokens, score in zip(sequences[row], scores[row]):
+        for tokens, score in zip(sequences[row], scores[row], strict=True):
             finished = _finished(tokens, end_token)
             if finished in trie and finished not in seen:
                 seen.add(finished)

@@ -110,7 +110,7 @@ class LinkingEngine:
                 max_new_tokens=max(self._max_lengths[query.task] for query in group) + 1,
                 max_input_tokens=self.max_input_tokens,
             )
-            for position, query, found in zip(positions, group, hypotheses):
+            for position, query, found in zip(positions, group, hypotheses, strict=True):
                 results[position] = self._resolve(query, found)
         return results
 
@@ -137,5 +137,7 @@ class LinkingEngine:
         matches = []
         for hypothesis in hypotheses:
             for subject, predicate in store.pairs_of_sequence(trie.sequence_id(hypothesis.tokens)):
-                matches.append(PairMatch(subject, predicate, tuple(store.objects(subject, predicate)), hypothesis.score))
+                matches.append(
+                    PairMatch(subject, predicate, tuple(store.objects(subject, predicate)), hypothesis.score)
+                )
         return matches[:top_k]
