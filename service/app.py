@@ -11,14 +11,15 @@ from starlette.concurrency import run_in_threadpool
 from service.body_limit import BodySizeLimit
 from service.errors import install_error_handlers
 from service.metrics import Metrics, MetricsMiddleware
-from service.routes import meta, similarity
+from service.routes import linking, meta, similarity
 from service.runtime import Runtime, build_runtime
 from service.settings import Settings
 
 DESCRIPTION = """
 Fine-grained sentence similarity by optimal transport over contextual token vectors
 (Word Mover's and Word Rotator's Distance, solved exactly), with the transport plan as an
-explanation of which token moved to which.
+explanation of which token moved to which; and generative entity linking / KBQA by beam search
+constrained to the names of a knowledge base.
 """
 
 
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             await engines.stop()
 
     app = FastAPI(title="simlink", description=DESCRIPTION, version=meta.package_version(), lifespan=lifespan)
-    routers = (similarity.router, meta.router)
+    routers = (similarity.router, linking.router, meta.router)
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)

@@ -10,9 +10,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import track
+from rich.progress import Progress, TextColumn, track
 from rich.table import Table
 
+from index.manifest import IndexLoadError
 from models.loader import ModelLoadError, resolve_model_source
 from service.settings import ENV_PREFIX, Settings
 
@@ -56,6 +57,8 @@ def serve(
     layer: LayerOption = None,
     threads: ThreadsOption = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per text.")] = None,
+    link_model: Annotated[Optional[str], typer.Option(help="Linker model directory (from 'simlink train').")] = None,
+    link_index: Annotated[Optional[Path], typer.Option(help="Linker index (from 'simlink build-index').")] = None,
 ) -> None:
     """Start the HTTP service (settings also come from SIMLINK_* variables)."""
     import uvicorn
@@ -69,6 +72,8 @@ def serve(
         "layer": layer,
         "torch_threads": threads,
         "max_tokens": max_tokens,
+        "link_model": link_model,
+        "link_index": link_index,
     }
     settings = _settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -79,7 +84,7 @@ def serve(
 
         try:
             runtime = build_runtime(settings, Metrics())
-        except (ModelLoadError, ValueError) as error:
+        except (ModelLoadError, IndexLoadError, ValueError) as error:
             raise _fail(str(error)) from error
         uvicorn.run(create_app(runtime=runtime), host=settings.host, port=settings.port, log_level=settings.log_level)
         return
@@ -129,6 +134,122 @@ def evaluate_sts(
     for method, value in scores.items():
         table.add_row(method, f"{value:.2f}")
     console.print(table)
+
+
+EntitiesOption = Annotated[
+    Path,
+    typer.Option(
+        help='Entities JSONL: {"id", "name", "aliases", "description"} per line.', exists=True, dir_okay=False
+    ),
+]
+FactsOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Facts: 'subject<TAB>predicate<TAB>object' or 'subject ||| predicate ||| object' lines.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+LinkModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="Seq2seq model whose tokenizer to use: 'embedded' (bert2bert from the "
+        "embedded MiniLM), a directory from 'simlink train', or any HF seq2seq model.",
+    ),
+]
+
+
+@app.command("build-index")
+def build_index_command(
+    entities: EntitiesOption,
+    out: Annotated[Path, typer.Option(help="Index directory to write (replaced only when the build succeeds).")],
+    facts: FactsOption = None,
+    model: LinkModelOption = "embedded",
+    lenient: Annotated[bool, typer.Option(help="Skip and count bad rows instead of stopping at the first.")] = False,
+) -> None:
+    """Build the trie index of a knowledge base for /link-entity."""
+    from index.builder import KbSources, build_index
+    from index.kb import KbFormatError
+    from models.seq2seq import load_linking_tokenizer
+
+    try:
+        tokenizer = load_linking_tokenizer(model)
+        result = build_index(KbSources(entities, facts), out, tokenizer, lenient, progress=_progress_with_total)
+    except (KbFormatError, ModelLoadError, ValueError) as error:
+        raise _fail(str(error)) from error
+    manifest = result.manifest
+    counts = ", ".join(f"{key} {value}" for key, value in manifest.counts.items())
+    typer.echo(f"index written to {out}: {counts}; tokenizer {manifest.tokenizer}")
+    for report in result.reports:
+        if report.skipped:
+            typer.echo(f"skipped {report.skipped} bad row(s) of {report.path}:", err=True)
+            for problem in report.problems:
+                typer.echo(f"  {problem}", err=True)
+
+
+def _progress_with_total(items: Iterable[Any], description: str, total: int) -> Iterable[Any]:
+    return track(items, description=description, total=total, console=console, transient=True)
+
+
+@app.command()
+def train(
+    entities: EntitiesOption,
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    facts: FactsOption = None,
+    labelled: Annotated[
+        Optional[Path],
+        typer.Option(help="Labelled JSONL (linking or KBQA rows, KgCLUE form accepted).", exists=True, dir_okay=False),
+    ] = None,
+    model: LinkModelOption = "embedded",
+    epochs: Annotated[float, typer.Option(help="Passes over the examples.")] = 3.0,
+    minutes: Annotated[Optional[float], typer.Option(help="Time budget; stops (and checkpoints) when spent.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-4,
+    seed: Annotated[int, typer.Option(help="Seed for the split, the order and the initialisation.")] = 0,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast on CPU.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint if there is one.")] = False,
+    threads: ThreadsOption = None,
+) -> None:
+    """Fine-tune the seq2seq linker on a knowledge base (and labelled data, if any)."""
+    from index.kb import KbFormatError, read_entities, read_facts
+    from models.loader import set_torch_threads
+    from models.seq2seq import load_seq2seq_model
+    from models.trainer import CHECKPOINT, TrainConfig
+    from models.trainer import train as run_training
+    from models.training_data import entity_examples, fact_examples, read_labelled
+
+    set_torch_threads(threads)
+    try:
+        kb_entities = list(read_entities(entities))
+        kb_facts = list(read_facts(facts)) if facts else []
+        examples = [*entity_examples(kb_entities), *fact_examples(kb_facts, kb_entities, seed=seed)]
+        if labelled is not None:
+            examples += read_labelled(labelled, kb_entities)
+        start_from = str(out / CHECKPOINT) if resume and (out / CHECKPOINT).is_dir() else model
+        seq2seq = load_seq2seq_model(start_from)
+    except (KbFormatError, ModelLoadError, ValueError) as error:
+        raise _fail(str(error)) from error
+    config = TrainConfig(
+        epochs=epochs, max_minutes=minutes, batch_size=batch_size, learning_rate=learning_rate, seed=seed, bf16=bf16
+    )
+    typer.echo(
+        f"{len(examples)} examples; training {seq2seq.name} ({seq2seq.loaded.parameter_count / 1e6:.1f}M "
+        f"parameters) into {out}"
+    )
+    with Progress(*Progress.get_default_columns(), TextColumn("loss {task.fields[loss]}"), console=console) as bar:
+        task = bar.add_task("training", total=None, loss="-")
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+
+        report = run_training(seq2seq, examples, out, config, resume=resume, on_step=on_step)
+    typer.echo(
+        f"stopped by {report.stopped_by} after {report.steps} steps ({report.seconds:.0f} s, "
+        f"{report.examples_seen / max(report.seconds, 1e-9):.1f} examples/s); loss {report.first_loss:.3f} -> "
+        f"{report.last_loss:.3f}; dev {report.dev}"
+    )
+    typer.echo(f"model written to {out}")
 
 
 def main() -> None:

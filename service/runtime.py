@@ -7,7 +7,9 @@ import time
 from dataclasses import dataclass, field
 
 from models.encoder import EncodedText, TokenEncoder, TokenizedText
-from models.loader import load_encoder_model, set_torch_threads
+from models.linking import LinkingEngine, LinkQuery, Matches
+from models.loader import ModelLoadError, load_encoder_model, set_torch_threads
+from models.seq2seq import load_seq2seq_model
 from service.batcher import MicroBatcher
 from service.metrics import Metrics
 from service.settings import Settings
@@ -23,13 +25,22 @@ class Runtime:
     encoder: TokenEncoder
     encoder_batcher: MicroBatcher[TokenizedText, EncodedText]
     metrics: Metrics
+    linker: LinkingEngine | None = None
+    link_batcher: MicroBatcher[LinkQuery, Matches] | None = None
     started_at: float = field(default_factory=time.time)
 
+    def _batchers(self) -> list[MicroBatcher]:
+        return [batcher for batcher in (self.encoder_batcher, self.link_batcher) if batcher is not None]
+
     async def start(self) -> None:
-        await self.encoder_batcher.start()
+        for batcher in self._batchers():
+            await batcher.start()
 
     async def stop(self) -> None:
-        await self.encoder_batcher.stop()
+        for batcher in self._batchers():
+            await batcher.stop()
+        if self.linker is not None:
+            self.linker.index.close()
 
 
 def build_encoder(settings: Settings) -> TokenEncoder:
@@ -43,8 +54,24 @@ def build_encoder(settings: Settings) -> TokenEncoder:
     return TokenEncoder(loaded, settings.layer, settings.max_tokens, settings.encoder_batch_size)
 
 
+def build_linker(settings: Settings) -> LinkingEngine | None:
+    """The linking engine, or None when neither ``link_model`` nor ``link_index`` is set.
+
+    Raises :class:`ModelLoadError` or :class:`index.manifest.IndexLoadError` naming the path when
+    either is missing, corrupt, or the index was built with another tokenizer than the model's.
+    """
+    if settings.link_model is None and settings.link_index is None:
+        return None
+    if settings.link_model is None or settings.link_index is None:
+        missing = "SIMLINK_LINK_MODEL" if settings.link_model is None else "SIMLINK_LINK_INDEX"
+        raise ModelLoadError(f"entity linking needs both a model and an index; {missing} is not set")
+    model = load_seq2seq_model(settings.link_model, settings.link_dtype)
+    return LinkingEngine.open(model, settings.link_index, settings.max_link_input_tokens)
+
+
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
-    """Builds the encoder (see :func:`build_encoder`), warms it up and wires its batcher."""
+    """Builds the encoder (see :func:`build_encoder`) and the linker (see :func:`build_linker`),
+    warms the encoder up and wires the batchers."""
     encoder = build_encoder(settings)
     encoder.warm_up()
     logger.info("encoder ready: %s", encoder.loaded.describe())
@@ -56,4 +83,22 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         on_batch=batch_sizes.observe,
         name="encoder-batcher",
     )
-    return Runtime(settings=settings, encoder=encoder, encoder_batcher=batcher, metrics=metrics)
+    linker = build_linker(settings)
+    link_batcher: MicroBatcher[LinkQuery, Matches] | None = None
+    if linker is not None:
+        logger.info("linker ready: %s over index %s", linker.model.name, linker.index.path)
+        link_batcher = MicroBatcher(
+            linker.link,
+            max_items=settings.link_batch_max,
+            max_wait_ms=settings.batch_wait_ms,
+            on_batch=metrics.batch_size.labels("linker").observe,
+            name="link-batcher",
+        )
+    return Runtime(
+        settings=settings,
+        encoder=encoder,
+        encoder_batcher=batcher,
+        metrics=metrics,
+        linker=linker,
+        link_batcher=link_batcher,
+    )

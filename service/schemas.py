@@ -6,7 +6,7 @@ are checked by the routes; what is fixed by the API itself is checked here.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -146,3 +146,55 @@ class ErrorResponse(BaseModel):
 
     message: str
     detail: list[dict] | str | None = None
+
+
+class MentionSpan(_Strict):
+    """A character span ``[start, end)`` of the text: the mention to link."""
+
+    start: int = Field(ge=0, description="First character of the mention.")
+    end: int = Field(ge=1, description="One past the last character of the mention.")
+
+
+class LinkRequest(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": "Which river flows through Paris?", "task": "entity", "mention": {"start": 26, "end": 31}},
+                {"text": "What currency is used in Japan?", "task": "kbqa", "top_k": 3},
+            ]
+        },
+    )
+
+    text: Text
+    task: Literal["entity", "kbqa"] = Field(
+        "entity", description="entity: name the entity mentioned; kbqa: find the (subject, predicate) asked for."
+    )
+    mention: MentionSpan | None = Field(
+        None, description="The mention's character span (entity task); or mark it with [START_ENT] ... [END_ENT]."
+    )
+    top_k: int = Field(5, ge=1, description="How many results to return (at most num_beams).")
+    num_beams: int = Field(5, ge=1, description="Beam width of the constrained search.")
+    candidates: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, min_length=1, description="Entity task only: the entity ids the answer must come from."
+    )
+
+
+class EntityResult(BaseModel):
+    id: str = Field(description="Entity id in the knowledge base.")
+    name: str = Field(description="The entity's name, as generated.")
+    score: float = Field(description="Log-probability of the generated name under the model.")
+
+
+class KbqaResult(BaseModel):
+    subject: str
+    predicate: str
+    answers: list[str] = Field(description="Objects of (subject, predicate) in the knowledge base.")
+    score: float = Field(description="Log-probability of the generated subject and predicate.")
+
+
+class LinkResponse(BaseModel):
+    task: str
+    model: str = Field(description="The linker model's name.")
+    index: str = Field(description="The index directory the names come from.")
+    results: list[EntityResult] | list[KbqaResult] = Field(description="Best first.")

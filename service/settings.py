@@ -47,4 +47,19 @@ class Settings(BaseSettings):
     max_alignment_pairs: int = Field(10, ge=1, description="Token pairs returned per alignment.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body; larger gets 413.")
 
+    link_model: str | None = Field(
+        None,
+        description="Seq2seq linker for /link-entity: a model directory written by 'simlink train' (or any "
+        "HF seq2seq model). Unset: /link-entity answers 503.",
+    )
+    link_index: Path | None = Field(
+        None, description="Index directory written by 'simlink build-index' with the linker's tokenizer."
+    )
+    link_dtype: Literal["fp32", "bf16"] = Field("fp32", description="The linker's weights' precision.")
+    max_link_chars: int = Field(2000, ge=1, description="Longest text accepted by /link-entity (characters).")
+    max_link_input_tokens: int = Field(256, ge=8, description="Linker input tokens kept (longer inputs are cut).")
+    max_beams: int = Field(20, ge=1, description="Largest num_beams a /link-entity request may ask for.")
+    max_link_candidates: int = Field(1000, ge=1, description="Most candidate ids in one /link-entity request.")
+    link_batch_max: int = Field(16, ge=1, description="Most /link-entity requests merged into one generate call.")
+
     data_dir: Path | None = Field(None, description="Folder of evaluation data sets (e.g. ../shared/data).")

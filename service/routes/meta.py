@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.similarity import METHODS
 from service.dependencies import RuntimeDep
+from service.runtime import Runtime
 
 router = APIRouter(tags=["service"])
 
@@ -41,6 +42,7 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
             "skip_special_tokens": settings.skip_special_tokens,
         },
         "methods": list(METHODS),
+        "linker": _linker_info(runtime),
         "limits": {
             "max_pairs": settings.max_pairs,
             "max_candidates": settings.max_candidates,
@@ -54,6 +56,23 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
             "batch_wait_ms": settings.batch_wait_ms,
         },
         "started_at": runtime.started_at,
+    }
+
+
+def _linker_info(runtime: Runtime) -> dict[str, Any] | None:
+    """The linker model and its index with the manifest, or None when linking is not configured."""
+    linker = runtime.linker
+    if linker is None:
+        return None
+    settings = runtime.settings
+    return {
+        "model": linker.model.describe(),
+        "index": linker.index.describe(),
+        "limits": {
+            "max_beams": settings.max_beams,
+            "max_link_chars": settings.max_link_chars,
+            "max_link_candidates": settings.max_link_candidates,
+        },
     }
 
 
