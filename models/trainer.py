@@ -63,7 +63,9 @@ class TrainReport:
 StepCallback = Callable[[int, int, float], None]
 
 
-def split_dev(examples: Sequence[Example], fraction: float, limit: int, seed: int) -> tuple[list[Example], list[Example]]:
+def split_dev(
+    examples: Sequence[Example], fraction: float, limit: int, seed: int
+) -> tuple[list[Example], list[Example]]:
     """A deterministic (seeded) train/dev split."""
     shuffled = list(examples)
     random.Random(seed).shuffle(shuffled)
@@ -137,8 +139,12 @@ def _dev_metrics(model: Seq2SeqModel, batches: _Batches, dev: Sequence[Example],
             chunk = dev[start : start + batch_size]
             losses.append(float(model.model(**batches(chunk)).loss) * len(chunk))
             found = constrained_beam_search(
-                model, [e.source for e in chunk], [trie] * len(chunk), num_beams=3,
-                max_new_tokens=max(map(len, targets)) + 1, max_input_tokens=batches.max_input_tokens,
+                model,
+                [e.source for e in chunk],
+                [trie] * len(chunk),
+                num_beams=3,
+                max_new_tokens=max(map(len, targets)) + 1,
+                max_input_tokens=batches.max_input_tokens,
             )
             for hypotheses, target in zip(found, targets[start : start + batch_size], strict=True):
                 exact += bool(hypotheses) and list(hypotheses[0].tokens) == target[prefix:]

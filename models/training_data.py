@@ -67,7 +67,9 @@ def entity_examples(entities: Iterable[Entity]) -> Iterator[Example]:
             yield Example(format_input(entity.description, "entity", span), "entity", entity.name)
 
 
-def fact_examples(facts: Iterable[Fact], entities: Sequence[Entity], per_pair: int = 2, seed: int = 0) -> Iterator[Example]:
+def fact_examples(
+    facts: Iterable[Fact], entities: Sequence[Entity], per_pair: int = 2, seed: int = 0
+) -> Iterator[Example]:
     """Templated questions for every (subject, predicate), with the subject's aliases as variants."""
     rng = random.Random(seed)
     surfaces: dict[str, list[str]] = {}
