@@ -59,6 +59,15 @@ def _finished(tokens: list[int], end_token: int) -> tuple[int, ...]:
     return tuple(tokens)
 
 
+def _greedy_log_probabilities(output: object, start: int, end_token: int) -> list[list[float]]:
+    """Sum of the model's (unconstrained) log-probabilities of each greedy sequence, up to its end token."""
+    chosen = output.sequences[:, start:]
+    log_probs = torch.log_softmax(torch.stack(output.logits, dim=1).float(), dim=-1)
+    token_scores = log_probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
+    after_end = (chosen == end_token).long().cumsum(dim=1) - (chosen == end_token).long() > 0
+    return token_scores.masked_fill(after_end, 0.0).sum(dim=1, keepdim=True).tolist()
+
+
 def constrained_beam_search(
     model: Seq2SeqModel,
     inputs: Sequence[str],
@@ -77,6 +86,7 @@ def constrained_beam_search(
     prefix_length = model.decoder_prefix_length
     encoded = tokenizer(list(inputs), padding=True, truncation=True, max_length=max_input_tokens, return_tensors="pt")
     constraint = TrieConstraint(tries, prefix_length, end_token)
+    beam_options = {"length_penalty": 0.0, "early_stopping": True} if num_beams > 1 else {"output_logits": True}
     with torch.inference_mode():
         output = model.model.generate(
             input_ids=encoded["input_ids"],
@@ -85,14 +95,17 @@ def constrained_beam_search(
             num_return_sequences=num_beams,
             max_new_tokens=max_new_tokens,
             prefix_allowed_tokens_fn=constraint,
-            length_penalty=0.0,
-            early_stopping=True,
             do_sample=False,
             return_dict_in_generate=True,
             output_scores=True,
+            **beam_options,
         )
-    sequences = output.sequences[:, prefix_length:].view(len(inputs), num_beams, -1).tolist()
-    scores = output.sequences_scores.view(len(inputs), num_beams).tolist()
+    generated = output.sequences[:, prefix_length:]
+    sequences = generated.view(len(inputs), num_beams, -1).tolist()
+    if num_beams > 1:
+        scores = output.sequences_scores.view(len(inputs), num_beams).tolist()
+    else:
+        scores = _greedy_log_probabilities(output, output.sequences.shape[1] - len(output.logits), end_token)
     results: list[list[Hypothesis]] = []
     for row, trie in enumerate(tries):
         seen: set[tuple[int, ...]] = set()

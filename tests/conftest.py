@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,66 @@ def data_dir() -> Path:
 def encoder() -> TokenEncoder:
     """The embedded all-MiniLM-L6-v2 in fp32, as the service loads it by default."""
     return TokenEncoder(load_encoder_model("embedded", "fp32"))
+
+
+TINY_ENTITIES = [
+    {
+        "id": "city:paris",
+        "name": "Paris",
+        "aliases": ["City of Light"],
+        "description": "Paris is the capital of France.",
+    },
+    {"id": "person:paris", "name": "Paris", "aliases": ["Alexander"], "description": "Paris is a prince of Troy."},
+    {"id": "country:france", "name": "France", "aliases": ["French Republic"], "description": "France is in Europe."},
+    {"id": "country:japan", "name": "Japan", "aliases": ["Nippon"], "description": "Japan is an island country."},
+    {"id": "person:marie_curie", "name": "Marie Curie", "aliases": ["Maria Sklodowska"], "description": "A physicist."},
+    {"id": "language:python", "name": "Python", "aliases": [], "description": "Python is a programming language."},
+    {"id": "animal:python", "name": "Python", "aliases": [], "description": "A python is a large snake."},
+]
+TINY_FACTS = [
+    "France\tcapital\tParis",
+    "France\tcurrency\tEuro",
+    "Japan\tcapital\tTokyo",
+    "Japan ||| currency ||| Yen",
+    "Marie Curie\tborn in\tWarsaw",
+    "Marie Curie\tknown for\tRadioactivity",
+    "Marie Curie\tknown for\tPolonium",
+]
+
+
+@dataclass(frozen=True)
+class TinyLinker:
+    """A knowledge base, a seq2seq model fine-tuned on it for a few seconds, and its index."""
+
+    entities: Path
+    facts: Path
+    model_dir: Path
+    index_dir: Path
+
+
+def write_tiny_kb(directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    entities, facts = directory / "entities.jsonl", directory / "facts.tsv"
+    entities.write_text("".join(json.dumps(entity) + "\n" for entity in TINY_ENTITIES))
+    facts.write_text("".join(fact + "\n" for fact in TINY_FACTS))
+    return entities, facts
+
+
+@pytest.fixture(scope="session")
+def tiny_linker(tmp_path_factory: pytest.TempPathFactory) -> TinyLinker:
+    """Trained in the test session itself (about ten seconds on two cores)."""
+    from index.builder import KbSources, build_index
+    from index.kb import read_entities, read_facts
+    from models.seq2seq import load_seq2seq_model
+    from models.trainer import TrainConfig, train
+    from models.training_data import entity_examples, fact_examples
+
+    root = tmp_path_factory.mktemp("tiny-linker")
+    entities_path, facts_path = write_tiny_kb(root / "kb")
+    entities = list(read_entities(entities_path))
+    examples = [*entity_examples(entities), *fact_examples(read_facts(facts_path), entities)]
+    model = load_seq2seq_model()
+    config = TrainConfig(epochs=4, batch_size=8, learning_rate=3e-4, warmup_steps=3, dev_fraction=0.0)
+    train(model, examples, root / "model", config)
+    build_index(KbSources(entities_path, facts_path), root / "index", model)
+    return TinyLinker(entities_path, facts_path, root / "model", root / "index")

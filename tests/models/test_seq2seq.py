@@ -1,0 +1,43 @@
+"""The seq2seq loader: bert2bert warm-started from the embedded MiniLM, linking tokens, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from models.loader import ModelLoadError
+from models.seq2seq import LINKING_TOKENS, format_input, load_linking_tokenizer, load_seq2seq_model
+from tests.conftest import TinyLinker
+
+
+def test_embedded_default_is_a_warm_started_bert2bert() -> None:
+    model = load_seq2seq_model()
+    assert type(model.model).__name__ == "EncoderDecoderModel"
+    assert 48e6 < model.loaded.parameter_count < 50e6
+    tokenizer = model.tokenizer
+    for token in LINKING_TOKENS:
+        assert len(tokenizer.tokenize(f"a {token} b")) == 3, f"{token} is not a single special token"
+    assert model.model.config.decoder_start_token_id == tokenizer.cls_token_id
+    assert model.special_tokens.end == tokenizer.sep_token_id
+
+
+def test_tokenizer_alone_has_the_models_identity(tiny_linker: TinyLinker) -> None:
+    embedded = load_linking_tokenizer("embedded").identity
+    trained = load_seq2seq_model(str(tiny_linker.model_dir)).identity
+    assert embedded.vocab_sha256 == trained.vocab_sha256
+
+
+def test_mention_markers_surround_the_span() -> None:
+    assert (
+        format_input("I live in Paris now", "entity", (10, 15)) == "[ENTITY] I live in [START_ENT] Paris [END_ENT] now"
+    )
+    assert format_input("capital of Japan?", "kbqa") == "[KBQA] capital of Japan?"
+
+
+def test_missing_model_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_seq2seq_model(str(tmp_path / "no-model"))
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(ModelLoadError, match=str(tmp_path)):
+        load_seq2seq_model(str(tmp_path))
