@@ -168,6 +168,12 @@ class TokenEncoder:
         """Tokenizes and embeds ``texts`` in one call (see :meth:`tokenize` and :meth:`embed`)."""
         return self.embed(self.tokenize(texts, truncate=truncate))
 
+    def embed_sentences(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit-length vector per text: the mean of its token vectors (sentence-transformers' pooling),
+        ``(len(texts), d)`` float32. Texts over the token limit are cut."""
+        vectors = np.stack([text.vectors.mean(axis=0) for text in self.encode(texts, truncate=True)])
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
     def warm_up(self) -> None:
         """Runs one small forward pass so that the first request does not pay for lazy setup."""
         self.encode(["warm up the encoder", "a second sentence of another length"])

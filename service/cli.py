@@ -136,6 +136,117 @@ def evaluate_sts(
     console.print(table)
 
 
+@evaluate_app.command("link")
+def evaluate_link(
+    data: Annotated[
+        Path, typer.Option(help="The LC-QuAD 1.0 folder (train-data.json, entities.txt).", exists=True, file_okay=False)
+    ],
+    model: Annotated[
+        Optional[str], typer.Option(help="Trained linker directory; without it only the baselines run.")
+    ] = None,
+    index: Annotated[Optional[Path], typer.Option(help="Index built from the exported KB with that model.")] = None,
+    export_kb: Annotated[
+        Optional[Path], typer.Option(help="Write the closed-world KB and the train split (for build-index/train).")
+    ] = None,
+    dev_percent: Annotated[int, typer.Option(help="Share of questions in the dev split (by id hash).")] = 10,
+    num_beams: Annotated[int, typer.Option(help="Beam width of the generative linker.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Questions per generate call.")] = 25,
+    threads: ThreadsOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """LC-QuAD dev: entity linking (generative vs dictionary and dense baselines) and single-triple KBQA."""
+    import json
+    import time
+
+    from models.lcquad_benchmark import (
+        DenseLinker,
+        DictionaryLinker,
+        LinkScores,
+        generative_predictions,
+        kbqa_accuracy,
+        read_lcquad,
+    )
+    from models.loader import set_torch_threads
+
+    set_torch_threads(threads)
+    lcquad = read_lcquad(data, dev_percent)
+    typer.echo(
+        f"LC-QuAD: {len(lcquad.train)} train / {len(lcquad.dev)} dev questions ({lcquad.skipped} skipped), "
+        f"KB of {len(lcquad.names)} names and {len(lcquad.pairs)} (resource, predicate) pairs"
+    )
+    if export_kb is not None:
+        paths = lcquad.write_kb(export_kb)
+        typer.echo("wrote " + ", ".join(str(path) for path in paths))
+        if model is None:
+            return
+    kb, seen = set(lcquad.names), {name for q in lcquad.train for name in q.entities}
+    dev, gold = lcquad.dev, [q.entities for q in lcquad.dev]
+    predictions: dict[str, tuple[list[list[str]], float]] = {}
+    started = time.perf_counter()
+    dictionary = DictionaryLinker(lcquad.names)
+    predictions["dictionary (longest match)"] = ([dictionary.link(q.text) for q in dev], time.perf_counter() - started)
+    from service.runtime import build_encoder
+
+    encoder = build_encoder(_settings(torch_threads=threads))
+    started = time.perf_counter()
+    dense = DenseLinker(encoder.embed_sentences, lcquad.names)
+    predictions["dense MiniLM (top 1)"] = (dense.link_all([q.text for q in dev]), time.perf_counter() - started)
+    kbqa: dict[str, float] = {}
+    if model is not None:
+        engine = _open_linker(model, index)
+        started = time.perf_counter()
+        top1, mentioned = generative_predictions(engine, dev, num_beams, batch_size, _progress_with_total)
+        seconds = time.perf_counter() - started
+        predictions[f"generative, top beam (beam {num_beams})"] = (top1, seconds)
+        predictions["generative, top beam + mentioned beams"] = (mentioned, seconds)
+        kbqa = kbqa_accuracy(engine, dev, num_beams, batch_size)
+    table = Table(title=f"LC-QuAD dev, {len(dev)} questions, entity linking")
+    for column in (
+        "method",
+        "precision",
+        "recall",
+        "F1",
+        "exact match",
+        "valid names",
+        "recall seen",
+        "recall unseen",
+        "ms/question",
+    ):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    figures = {}
+    for method, (predicted, seconds) in predictions.items():
+        scores = LinkScores()
+        for names, expected in zip(predicted, gold, strict=True):
+            scores.add(names, expected, kb, seen)
+        summary = {**scores.summary(), "ms_per_question": 1000 * seconds / len(dev)}
+        figures[method] = summary
+        table.add_row(
+            method,
+            *(
+                f"{summary[key]:.3f}"
+                for key in ("precision", "recall", "f1", "exact_match", "valid_names", "recall_seen", "recall_unseen")
+            ),
+            f"{summary['ms_per_question']:.1f}",
+        )
+    console.print(table)
+    if kbqa:
+        typer.echo(f"KBQA, single-triple dev questions: {json.dumps(kbqa)}")
+    if out is not None:
+        out.write_text(json.dumps({"entity_linking": figures, "kbqa": kbqa}, indent=2) + "\n")
+
+
+def _open_linker(model: str, index: Optional[Path]):
+    from models.linking import LinkingEngine
+    from models.seq2seq import load_seq2seq_model
+
+    if index is None:
+        raise _fail("--index is needed with --model (build it with 'simlink build-index --model MODEL')")
+    try:
+        return LinkingEngine.open(load_seq2seq_model(model), index)
+    except (ModelLoadError, IndexLoadError) as error:
+        raise _fail(str(error)) from error
+
+
 EntitiesOption = Annotated[
     Path,
     typer.Option(
