@@ -14,6 +14,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -167,6 +168,8 @@ def train(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
+    # EncoderDecoderModel warns on every labelled forward that old checkpoints computed the loss differently.
+    warnings.filterwarnings("ignore", message="Version v4.12.0 introduces a better way", category=FutureWarning)
     train_set, dev_set = split_dev(examples, config.dev_fraction, config.max_dev_examples, config.seed)
     if not train_set:
         raise ValueError("no training examples")

@@ -228,7 +228,7 @@ def evaluate_link(
             ),
             f"{summary['ms_per_question']:.1f}",
         )
-    console.print(table)
+    Console(width=max(console.width, 150)).print(table)
     if kbqa:
         typer.echo(f"KBQA, single-triple dev questions: {json.dumps(kbqa)}")
     if out is not None:
