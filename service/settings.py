@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SIMLINK_"
@@ -63,3 +63,9 @@ class Settings(BaseSettings):
     link_batch_max: int = Field(16, ge=1, description="Most /link-entity requests merged into one generate call.")
 
     data_dir: Path | None = Field(None, description="Folder of evaluation data sets (e.g. ../shared/data).")
+
+    @field_validator("link_model", "link_index", "data_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``SIMLINK_LINK_MODEL=`` (as docker compose passes an unset variable) means not set."""
+        return None if isinstance(value, str) and not value.strip() else value
