@@ -68,7 +68,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a UTF-8 text file with their 1-based numbers."""
     try:
         with path.open(encoding="utf-8") as stream:
             for number, line in enumerate(stream, start=1):
@@ -86,13 +87,19 @@ def _text_field(row: dict, key: str, path: Path, line: int, required: bool = Tru
     return value.strip()
 
 
-def _parse_entity(text: str, path: Path, line: int) -> Entity:
+def parse_json_object(text: str, path: Path, line: int) -> dict:
+    """One JSONL row, which must be an object; :class:`KbFormatError` naming file and line otherwise."""
     try:
         row = json.loads(text)
     except json.JSONDecodeError as error:
         raise KbFormatError(path, line, f"invalid JSON ({error.msg})") from error
     if not isinstance(row, dict):
         raise KbFormatError(path, line, "expected a JSON object")
+    return row
+
+
+def _parse_entity(text: str, path: Path, line: int) -> Entity:
+    row = parse_json_object(text, path, line)
     aliases = row.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(alias, str) for alias in aliases):
         raise KbFormatError(path, line, '"aliases" must be a list of strings')
@@ -124,7 +131,7 @@ def read_entities(path: Path, report: ReadReport | None = None) -> Iterator[Enti
     (and repeated ids) are skipped and counted there.
     """
     seen: set[str] = set()
-    for line, text in _numbered_lines(path):
+    for line, text in numbered_lines(path):
         try:
             entity = _parse_entity(text, path, line)
             if entity.id in seen:
@@ -145,7 +152,7 @@ def read_facts(path: Path, report: ReadReport | None = None) -> Iterator[Fact]:
 
     Error handling as in :func:`read_entities`.
     """
-    for line, text in _numbered_lines(path):
+    for line, text in numbered_lines(path):
         try:
             fact = _parse_fact(text, path, line)
         except KbFormatError as error:

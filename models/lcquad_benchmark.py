@@ -222,19 +222,52 @@ def mentioned(name: str, text: str) -> bool:
     return any(words[i : i + size] == name_words for i in range(len(words) - size + 1)) if size else False
 
 
+class NgramCandidates:
+    """KB names that start with an n-gram of the question: a per-question candidate set for the trie
+    (``John Forbes`` in the question admits ``John Forbes (British Army officer)``)."""
+
+    def __init__(self, names: Iterable[str], entity_id: Callable[[str], str]) -> None:
+        self.by_prefix: dict[tuple[str, ...], list[str]] = {}
+        for name in names:
+            words = tuple(_words(name))
+            for end in range(1, len(words) + 1):
+                self.by_prefix.setdefault(words[:end], []).append(entity_id(name))
+        self.longest = max(map(len, self.by_prefix))
+
+    def __call__(self, text: str, min_words: int = 2) -> tuple[str, ...] | None:
+        """Candidate ids, or None (use the full trie) when no n-gram of ``min_words``+ words matches."""
+        words = _words(text)
+        found: dict[str, None] = {}
+        for size in range(min_words, min(self.longest, len(words)) + 1):
+            for start in range(len(words) - size + 1):
+                found.update(dict.fromkeys(self.by_prefix.get(tuple(words[start : start + size]), ())))
+        return tuple(found) or None
+
+
 def generative_predictions(
     engine: LinkingEngine,
     questions: Sequence[Question],
     num_beams: int,
     batch_size: int,
     progress: Callable[[Iterable, str, int], Iterable] = lambda items, description, total: items,
+    candidates: Callable[[str], tuple[str, ...] | None] | None = None,
 ) -> tuple[list[list[str]], list[list[str]]]:
     """Per question: the top beam alone, and the top beam plus every other beam whose name the question
-    mentions verbatim (a cheap way to return several entities per question)."""
+    mentions verbatim (a cheap way to return several entities per question). With ``candidates``, each
+    question's search is restricted to the ids it returns (the full trie when it returns None)."""
     top1, with_mentioned = [], []
     batches = [questions[i : i + batch_size] for i in range(0, len(questions), batch_size)]
     for batch in progress(batches, "linking", len(batches)):
-        queries = [LinkQuery(q.text, "entity", top_k=num_beams, num_beams=num_beams) for q in batch]
+        queries = [
+            LinkQuery(
+                q.text,
+                "entity",
+                top_k=num_beams,
+                num_beams=num_beams,
+                candidates=candidates(q.text) if candidates else None,
+            )
+            for q in batch
+        ]
         for question, matches in zip(batch, engine.link(queries), strict=True):
             names = list(dict.fromkeys(match.name for match in matches))
             top1.append(names[:1])

@@ -7,14 +7,13 @@ so what the model learns to write is what constrained decoding lets it write.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.kb import KGCLUE_SEPARATOR, Entity, Fact, KbFormatError
+from index.kb import KGCLUE_SEPARATOR, Entity, Fact, KbFormatError, numbered_lines, parse_json_object
 from index.manifest import SpecialTokens
 from models.seq2seq import MENTION_END, MENTION_START, Task, format_input
 
@@ -125,16 +124,6 @@ def read_labelled(path: Path, entities: Sequence[Entity]) -> list[Example]:
     the text), ``{"question", "subject", "predicate"}``, or KgCLUE ``{"question", "answer": "s ||| p ||| o"}``.
     """
     names = {entity.id: entity.name for entity in entities}
-    examples = []
-    with path.open(encoding="utf-8") as stream:
-        for line, text in enumerate(stream, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise KbFormatError(path, line, f"invalid JSON ({error.msg})") from error
-            if not isinstance(row, dict):
-                raise KbFormatError(path, line, "expected a JSON object")
-            examples.append(_labelled_example(row, names, path, line))
-    return examples
+    return [
+        _labelled_example(parse_json_object(text, path, line), names, path, line) for line, text in numbered_lines(path)
+    ]
