@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar
 
 from index.kb import Entity, Fact, ReadReport, file_sha256, read_entities, read_facts
 from index.linking_index import ENTITY_TRIE, KBQA_TRIE
-from index.manifest import Manifest, SpecialTokens, TokenizerIdentity
+from index.manifest import MANIFEST_NAME, Manifest, SpecialTokens, TokenizerIdentity
 from index.store import INDEXES, SCHEMA, STORE_NAME
 from index.trie import TokenTrie
 
@@ -103,9 +103,22 @@ def _write_facts(
     return len(pairs), max(map(len, sequences), default=0)
 
 
+def _previous(target: Path) -> Path:
+    return target.with_name(f".{target.name}.previous")
+
+
+def _check_target(target: Path) -> None:
+    """Refuses to replace anything but an index (or nothing), and recovers from a crash mid-swap."""
+    previous = _previous(target)
+    if not target.exists() and (previous / MANIFEST_NAME).is_file():
+        os.rename(previous, target)  # the last build stopped between its two renames
+    if target.exists() and not (target / MANIFEST_NAME).is_file() and (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"{target} exists and is not an index (no {MANIFEST_NAME}); choose another --out")
+
+
 def _replace_directory(built: Path, target: Path) -> None:
     """Moves ``built`` to ``target``; the old target is kept aside until the new one is in place."""
-    previous = target.with_name(f".{target.name}.previous")
+    previous = _previous(target)
     if previous.exists():
         shutil.rmtree(previous)
     if target.exists():
@@ -129,6 +142,7 @@ def build_index(
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _check_target(target)
     staging = target.with_name(f".{target.name}.building-{os.getpid()}")
     if staging.exists():
         shutil.rmtree(staging)

@@ -69,15 +69,28 @@ def file_sha256(path: Path) -> str:
 
 
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """The non-blank lines of a UTF-8 text file with their 1-based numbers."""
-    try:
-        with path.open(encoding="utf-8") as stream:
-            for number, line in enumerate(stream, start=1):
-                stripped = line.rstrip("\r\n")
-                if stripped.strip():
-                    yield number, stripped
-    except UnicodeDecodeError as error:
-        raise KbFormatError(path, 0, f"not UTF-8 text ({error})") from error
+    """The non-blank lines of a UTF-8 text file (a leading BOM dropped) with their 1-based numbers.
+
+    A line that is not UTF-8 raises :class:`KbFormatError` with its number (skippable like any bad row).
+    """
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                yield number, _NotUtf8(f"not UTF-8 text ({error.reason} at byte {error.start})")
+                continue
+            if line.strip():
+                yield number, line
+
+
+class _NotUtf8(str):
+    """A line that could not be decoded; readers turn it into a :class:`KbFormatError` for its line."""
+
+
+def _check_decoded(text: str, path: Path, line: int) -> None:
+    if isinstance(text, _NotUtf8):
+        raise KbFormatError(path, line, str(text))
 
 
 def _text_field(row: dict, key: str, path: Path, line: int, required: bool = True) -> str:
@@ -89,6 +102,7 @@ def _text_field(row: dict, key: str, path: Path, line: int, required: bool = Tru
 
 def parse_json_object(text: str, path: Path, line: int) -> dict:
     """One JSONL row, which must be an object; :class:`KbFormatError` naming file and line otherwise."""
+    _check_decoded(text, path, line)
     try:
         row = json.loads(text)
     except json.JSONDecodeError as error:
@@ -112,6 +126,7 @@ def _parse_entity(text: str, path: Path, line: int) -> Entity:
 
 
 def _parse_fact(text: str, path: Path, line: int) -> Fact:
+    _check_decoded(text, path, line)
     parts = text.split(KGCLUE_SEPARATOR) if KGCLUE_SEPARATOR in text else text.split("\t")
     parts = [part.strip() for part in parts]
     if len(parts) != 3 or not all(parts):

@@ -123,6 +123,23 @@ def test_failed_build_leaves_the_previous_index(built: tuple[Path, WordTokenizer
     assert [p.name for p in tmp_path.iterdir() if "building" in p.name] == []
 
 
+def test_a_directory_that_is_not_an_index_is_never_replaced(tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(ValueError, match="is not an index"):
+        build_index(write_kb(tmp_path / "kb"), model_dir, WordTokenizer())
+    assert (model_dir / "model.safetensors").read_bytes() == b"weights"
+
+
+def test_a_build_stopped_between_its_renames_is_recovered(built: tuple[Path, WordTokenizer]) -> None:
+    path, tokenizer = built
+    os.rename(path, path.with_name(f".{path.name}.previous"))  # as if killed after moving the old index aside
+    build_index(write_kb(path.parent / "kb2"), path, tokenizer)
+    assert LinkingIndex.open(path).manifest.counts["entities"] == 4
+    assert not path.with_name(f".{path.name}.previous").exists()
+
+
 BUILD_SCRIPT = """
 import sys
 from pathlib import Path

@@ -71,8 +71,12 @@ def test_bad_fact_rows_name_file_and_line(tmp_path: Path, row: str) -> None:
     assert len(list(read_facts(path, report))) == 1 and report.skipped == 1
 
 
-def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
+def test_a_line_that_is_not_utf8_is_named_and_skippable(tmp_path: Path) -> None:
     path = tmp_path / "f.tsv"
-    path.write_bytes(b"caf\xe9\tis\ta\n")
-    with pytest.raises(KbFormatError, match="UTF-8"):
+    path.write_bytes(b"\xef\xbb\xbfJapan\tcurrency\tYen\ncaf\xe9\tis\ta\nFrance\tcapital\tParis\n")
+    with pytest.raises(KbFormatError, match=f"^{re.escape(str(path))}:2: not UTF-8"):
         list(read_facts(path))
+    report = ReadReport(path)
+    facts = list(read_facts(path, report))
+    assert facts[0].subject == "Japan"  # the byte-order mark is not part of the first subject
+    assert [f.subject for f in facts] == ["Japan", "France"] and report.skipped == 1
