@@ -29,9 +29,10 @@ class TokenizerIdentity:
     vocab_size: int
 
     @classmethod
-    def from_vocab(cls, name: str, vocab: dict[str, int]) -> TokenizerIdentity:
-        """Identity of a tokenizer given its full vocabulary (added tokens included)."""
-        canonical = json.dumps(sorted(vocab.items(), key=lambda item: item[1]), ensure_ascii=False)
+    def from_vocab(cls, name: str, vocab: dict[str, int], rules: str = "") -> TokenizerIdentity:
+        """Identity of a tokenizer given its full vocabulary (added tokens included) and, as text, any
+        rules that change how text maps to tokens (normalizer, pre-tokenizer)."""
+        canonical = json.dumps(sorted(vocab.items(), key=lambda item: item[1]), ensure_ascii=False) + rules
         return cls(name, hashlib.sha256(canonical.encode()).hexdigest(), len(vocab))
 
     def __str__(self) -> str:
@@ -95,6 +96,15 @@ class Manifest:
             ) from error
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise IndexLoadError(f"corrupt index manifest {path}: {error}") from error
+
+    def check_special_tokens(self, directory: Path, special: SpecialTokens) -> None:
+        """Refuses an index whose end and separator ids differ from the model's."""
+        if self.special_tokens != special:
+            raise IndexLoadError(
+                f"index at {directory} ends names with token {self.special_tokens.end} and separates "
+                f"subject/predicate with {self.special_tokens.separator}, but the model uses {special.end} and "
+                f"{special.separator}; rebuild the index with this model"
+            )
 
     def check_tokenizer(self, directory: Path, tokenizer: TokenizerIdentity) -> None:
         """Refuses an index whose token ids come from a different tokenizer, naming both."""

@@ -96,8 +96,11 @@ def constrained_beam_search(
             max_new_tokens=max_new_tokens,
             prefix_allowed_tokens_fn=constraint,
             do_sample=False,
+            min_length=0,  # a model's own generation settings must not block the end of a name
+            no_repeat_ngram_size=0,
+            repetition_penalty=1.0,
             return_dict_in_generate=True,
-            output_scores=True,
+            output_scores=num_beams > 1,  # sequence scores of beam search come with them
             **beam_options,
         )
     generated = output.sequences[:, prefix_length:]

@@ -68,8 +68,11 @@ class LinkingEngine:
 
     @classmethod
     def open(cls, model: Seq2SeqModel, index_path: Path, max_input_tokens: int = 256) -> LinkingEngine:
-        """Opens the index at ``index_path`` for ``model``, refusing one built with another tokenizer."""
-        return cls(model, LinkingIndex.open(index_path, model.identity), max_input_tokens)
+        """Opens the index at ``index_path`` for ``model``, refusing one built with another tokenizer
+        or other special tokens (:class:`index.manifest.IndexLoadError`, naming the path)."""
+        index = LinkingIndex.open(index_path, model.identity)
+        index.manifest.check_special_tokens(index.path, model.special_tokens)
+        return cls(model, index, max_input_tokens)
 
     def __post_init__(self) -> None:
         counts = self.index.manifest.counts

@@ -11,6 +11,7 @@ tags, the subject/predicate separator); an index records this tokenizer's identi
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,8 +40,15 @@ def add_linking_tokens(tokenizer: Any) -> int:
 
 
 def tokenizer_identity(tokenizer: Any, name: str) -> TokenizerIdentity:
-    """The identity an index records for ``tokenizer`` (see :class:`index.manifest.TokenizerIdentity`)."""
-    return TokenizerIdentity.from_vocab(name, tokenizer.get_vocab())
+    """The identity an index records for ``tokenizer`` (see :class:`index.manifest.TokenizerIdentity`):
+    its vocabulary and, for fast tokenizers, its normalizer and pre-tokenizer (a cased and an uncased
+    tokenizer may share one vocabulary)."""
+    rules = ""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        rules = json.dumps([spec.get("normalizer"), spec.get("pre_tokenizer")], sort_keys=True)
+    return TokenizerIdentity.from_vocab(name, tokenizer.get_vocab(), rules)
 
 
 def format_input(text: str, task: Task, mention: tuple[int, int] | None = None) -> str:
@@ -87,8 +95,9 @@ class Seq2SeqModel:
 
 
 def encode_names(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text without special tokens (how names are stored in a trie)."""
-    return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    """Token ids of each text without special tokens (how names are stored in a trie); a literal
+    ``[SEP]`` inside a name is spelled out, not read as the special token."""
+    return tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
 
 def linking_special_tokens(tokenizer: Any, config: Any | None = None) -> SpecialTokens:
