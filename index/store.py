@@ -11,6 +11,7 @@ Tables (written by :mod:`index.builder`, opened read-only here):
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -35,17 +36,35 @@ def _placeholders(count: int) -> str:
 
 
 class KbStore:
-    """Read-only queries against an index's SQLite store (safe to share between threads)."""
+    """Read-only queries against an index's SQLite store; each thread gets its own connection."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if missing := _EXPECTED_TABLES - tables:
             raise sqlite3.DatabaseError(f"missing tables {sorted(missing)}")
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's read-only connection (opened on first use)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            if not self.path.is_file():
+                raise sqlite3.OperationalError(f"no such file: {self.path}")
+            connection = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
 
     def entities_of_sequences(self, sequence_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
         """``sequence_id -> [(entity id, entity name), ...]`` for entity-trie sequences."""

@@ -107,7 +107,7 @@ class LinkingEngine:
             group = [queries[position] for position in positions]
             hypotheses = constrained_beam_search(
                 self.model,
-                [format_input(query.text, query.task, query.mention) for query in group],
+                [self._model_input(query) for query in group],
                 [self._trie_for(query) for query in group],
                 num_beams=num_beams,
                 max_new_tokens=max(self._max_lengths[query.task] for query in group) + 1,
@@ -116,6 +116,17 @@ class LinkingEngine:
             for position, query, found in zip(positions, group, hypotheses, strict=True):
                 results[position] = self._resolve(query, found)
         return results
+
+    def _model_input(self, query: LinkQuery) -> str:
+        """The formatted input; a long text is cut to a window around the mention, so that the input's
+        token limit can never cut the mention markers off."""
+        text, mention = query.text, query.mention
+        window = self.max_input_tokens * 2  # characters each side: about half the token budget in English
+        if mention is not None and len(text) > 2 * window:
+            start = max(0, mention[0] - window)
+            text = text[start : mention[1] + window]
+            mention = (mention[0] - start, mention[1] - start)
+        return format_input(text, query.task, mention)
 
     def _resolve(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> Matches:
         if query.task == "kbqa":

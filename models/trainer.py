@@ -8,6 +8,7 @@ where a run stopped (same examples, same order, same optimizer state).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -50,10 +51,11 @@ class TrainConfig:
 
 @dataclass
 class TrainReport:
-    """What a run did: steps taken (in total, resumed ones included), losses and dev metrics."""
+    """What a run did: steps (in total, resumed ones included; and in this run), losses and dev metrics."""
 
     steps: int
-    examples_seen: int
+    steps_this_run: int
+    examples_per_second: float
     seconds: float
     first_loss: float
     last_loss: float
@@ -113,20 +115,60 @@ def _learning_rate(step: int, config: TrainConfig) -> float:
     return config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
 
 
-def _save_checkpoint(directory: Path, model: Seq2SeqModel, optimizer: torch.optim.Optimizer, step: int) -> None:
-    staging = directory.with_name(directory.name + ".tmp")
-    if staging.exists():
-        shutil.rmtree(staging)
+def training_fingerprint(train_set: Sequence[Example], config: TrainConfig) -> str:
+    """What a resumed run must share with the run it continues: the examples, their order and batching."""
+    digest = hashlib.sha256(f"{config.seed}|{config.batch_size}|{config.dev_fraction}".encode())
+    for example in train_set:
+        digest.update(f"{example.source}\t{example.task}\t{example.name}\t{example.predicate}\n".encode())
+    return digest.hexdigest()
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The newest complete checkpoint under ``out_dir`` (also one left aside by a stop mid-swap), or None."""
+    for candidate in (out_dir / CHECKPOINT, out_dir / f"{CHECKPOINT}.old"):
+        if (candidate / STATE_FILE).is_file():
+            return candidate
+    return None
+
+
+def _save_checkpoint(
+    out_dir: Path, model: Seq2SeqModel, optimizer: torch.optim.Optimizer, step: int, fingerprint: str
+) -> None:
+    """Writes aside, then swaps in: a stop at any moment leaves a complete checkpoint behind."""
+    directory, staging, old = (out_dir / name for name in (CHECKPOINT, f"{CHECKPOINT}.tmp", f"{CHECKPOINT}.old"))
+    for leftover in (staging, old):
+        if leftover.exists() and latest_checkpoint(out_dir) != leftover:
+            shutil.rmtree(leftover)
     model.model.save_pretrained(staging)
     model.tokenizer.save_pretrained(staging)
-    torch.save({"step": step, "optimizer": optimizer.state_dict()}, staging / STATE_FILE)
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "fingerprint": fingerprint}, staging / STATE_FILE)
     if directory.exists():
-        shutil.rmtree(directory)
+        directory.rename(old)
     staging.rename(directory)
+    if old.exists():
+        shutil.rmtree(old)
 
 
-def _dev_metrics(model: Seq2SeqModel, batches: _Batches, dev: Sequence[Example], batch_size: int) -> dict[str, float]:
-    """Dev loss and exact match of constrained beam search over a trie of every dev/train target."""
+def _resume_step(out_dir: Path, optimizer: torch.optim.Optimizer, fingerprint: str) -> int:
+    checkpoint = latest_checkpoint(out_dir)
+    if checkpoint is None:
+        raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
+    state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+    if state.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"the checkpoint in {checkpoint} was trained on other examples, batch size, seed or dev split; "
+            "resume with the same data and options, or train into a new directory"
+        )
+    optimizer.load_state_dict(state["optimizer"])
+    logger.info("resuming from step %d", state["step"])
+    return int(state["step"])
+
+
+def _dev_metrics(
+    model: Seq2SeqModel, batches: _Batches, dev: Sequence[Example], every_example: Sequence[Example], batch_size: int
+) -> dict[str, float]:
+    """Dev loss and exact match of constrained beam search over a trie of every target (train and dev),
+    i.e. among all the names the examples know, not just the dev ones."""
     if not dev:
         return {}
     model.model.eval()
@@ -134,7 +176,7 @@ def _dev_metrics(model: Seq2SeqModel, batches: _Batches, dev: Sequence[Example],
     exact = 0
     targets = batches.targets(dev)
     prefix = model.decoder_prefix_length - 1  # a forced BOS, if the model has one
-    trie = TokenTrie.build(target[prefix:] for target in targets)
+    trie = TokenTrie.build(target[prefix:] for target in batches.targets(every_example))
     with torch.inference_mode():
         for start in range(0, len(dev), batch_size):
             chunk = dev[start : start + batch_size]
@@ -163,8 +205,9 @@ def train(
     """Fine-tunes ``model`` on ``examples`` and saves it to ``out_dir``.
 
     Stops after ``config.epochs`` epochs or ``config.max_minutes``, whichever comes first.
-    With ``resume`` the optimizer state and step count are read from ``out_dir/checkpoint``
-    (load the model itself from that directory too).
+    With ``resume`` the optimizer state and step count are read from the checkpoint under ``out_dir``
+    (load the model itself from :func:`latest_checkpoint` too); the examples and options must be
+    the same as the run it continues (``ValueError`` otherwise).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -177,13 +220,8 @@ def train(
     optimizer = torch.optim.AdamW(model.model.parameters(), lr=config.learning_rate)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = max(1, int(config.epochs * steps_per_epoch))
-    step = 0
-    checkpoint = out_dir / CHECKPOINT
-    if resume and (checkpoint / STATE_FILE).is_file():
-        state = torch.load(checkpoint / STATE_FILE, weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        logger.info("resuming from step %d", step)
+    fingerprint = training_fingerprint(train_set, config)
+    step = first_step = _resume_step(out_dir, optimizer, fingerprint) if resume else 0
     model.model.train()
     started = time.monotonic()
     first_loss = last_loss = math.nan
@@ -206,17 +244,18 @@ def train(
         first_loss = last_loss if math.isnan(first_loss) else first_loss
         if on_step is not None:
             on_step(step, total_steps, last_loss)
-        out_of_time = config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60
-        if step % config.checkpoint_every == 0 or out_of_time:
-            _save_checkpoint(checkpoint, model, optimizer, step)
-        if out_of_time:
+        if config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60:
             stopped_by = "time budget"
             break
+        if step % config.checkpoint_every == 0:
+            _save_checkpoint(out_dir, model, optimizer, step, fingerprint)
     seconds = time.monotonic() - started
-    dev = _dev_metrics(model, batches, dev_set, config.batch_size)
+    _save_checkpoint(out_dir, model, optimizer, step, fingerprint)
+    dev = _dev_metrics(model, batches, dev_set, examples, config.batch_size)
     model.model.save_pretrained(out_dir)
     model.tokenizer.save_pretrained(out_dir)
-    report = TrainReport(step, step * config.batch_size, seconds, first_loss, last_loss, dev, stopped_by)
+    speed = (step - first_step) * config.batch_size / max(seconds, 1e-9)
+    report = TrainReport(step, step - first_step, speed, seconds, first_loss, last_loss, dev, stopped_by)
     (out_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     (out_dir / "dev_metrics.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report

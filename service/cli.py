@@ -333,7 +333,7 @@ def train(
     from index.kb import KbFormatError, read_entities, read_facts
     from models.loader import set_torch_threads
     from models.seq2seq import load_seq2seq_model
-    from models.trainer import CHECKPOINT, TrainConfig
+    from models.trainer import TrainConfig, latest_checkpoint
     from models.trainer import train as run_training
     from models.training_data import entity_examples, fact_examples, read_labelled
 
@@ -344,8 +344,10 @@ def train(
         examples = [*entity_examples(kb_entities), *fact_examples(kb_facts, kb_entities, seed=seed)]
         if labelled is not None:
             examples += read_labelled(labelled, kb_entities)
-        start_from = str(out / CHECKPOINT) if resume and (out / CHECKPOINT).is_dir() else model
-        seq2seq = load_seq2seq_model(start_from)
+        checkpoint = latest_checkpoint(out) if resume else None
+        if resume and checkpoint is None:
+            raise ValueError(f"nothing to resume: no checkpoint in {out}")
+        seq2seq = load_seq2seq_model(str(checkpoint) if checkpoint else model)
     except (KbFormatError, ModelLoadError, ValueError) as error:
         raise _fail(str(error)) from error
     config = TrainConfig(
@@ -361,10 +363,13 @@ def train(
         def on_step(step: int, total: int, loss: float) -> None:
             bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
 
-        report = run_training(seq2seq, examples, out, config, resume=resume, on_step=on_step)
+        try:
+            report = run_training(seq2seq, examples, out, config, resume=resume, on_step=on_step)
+        except ValueError as error:
+            raise _fail(str(error)) from error
     typer.echo(
-        f"stopped by {report.stopped_by} after {report.steps} steps ({report.seconds:.0f} s, "
-        f"{report.examples_seen / max(report.seconds, 1e-9):.1f} examples/s); loss {report.first_loss:.3f} -> "
+        f"stopped by {report.stopped_by} at step {report.steps} ({report.steps_this_run} steps in "
+        f"{report.seconds:.0f} s, {report.examples_per_second:.1f} examples/s); loss {report.first_loss:.3f} -> "
         f"{report.last_loss:.3f}; dev {report.dev}"
     )
     typer.echo(f"model written to {out}")

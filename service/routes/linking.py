@@ -61,6 +61,11 @@ def _check_task_fields(request: LinkRequest) -> None:
             raise FieldError(("mention",), f"give the mention as a span or as {MENTION_START} markers, not both")
 
 
+def _check_index_has(request: LinkRequest, linker: LinkingEngine) -> None:
+    if request.task == "kbqa" and linker.index.manifest.counts.get("subject_predicate_pairs", 0) == 0:
+        raise FieldError(("task",), "the index has no facts for kbqa (build it with 'simlink build-index --facts')")
+
+
 def _query(request: LinkRequest, linker: LinkingEngine) -> LinkQuery:
     candidates = tuple(request.candidates) if request.candidates is not None else None
     if candidates is not None:
@@ -89,6 +94,7 @@ async def link_entity(request: LinkRequest, runtime: RuntimeDep) -> LinkResponse
         raise HTTPException(status_code=503, detail=NOT_CONFIGURED)
     _check_limits(request, runtime.settings)
     _check_task_fields(request)
+    _check_index_has(request, linker)
     query = await run_in_threadpool(_query, request, linker)
     (matches,) = await batcher.submit([query])
     results = [

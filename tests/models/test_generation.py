@@ -116,3 +116,13 @@ def test_dead_end_trie_does_not_crash_and_returns_nothing_invalid(engine: Linkin
     assert found[0] == []
     assert [list(h.tokens) for h in found[1]] == [[*names[0], model.special_tokens.end]]
     assert np.isfinite(found[1][0].score)
+
+
+def test_a_mention_deep_in_a_long_text_keeps_its_markers(engine: LinkingEngine) -> None:
+    text = "filler words here. " * 200 + "Then Marie Curie arrived." + " more filler." * 100
+    start = text.index("Marie Curie")
+    model_input = engine._model_input(LinkQuery(text, mention=(start, start + 11)))
+    encoded = engine.model.tokenizer(model_input, truncation=True, max_length=engine.max_input_tokens)
+    tokens = engine.model.tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+    assert tokens[1] == "[ENTITY]" and "[START_ENT]" in tokens and "[END_ENT]" in tokens
+    assert "[START_ENT] Marie Curie [END_ENT]" in model_input

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from index.builder import KbSources, build_index
 from index.kb import read_entities, read_facts
 from models.linking import LinkingEngine, LinkQuery
 from models.seq2seq import load_seq2seq_model
-from models.trainer import CHECKPOINT, TrainConfig, _Batches, train
+from models.trainer import CHECKPOINT, TrainConfig, _Batches, latest_checkpoint, train
 from models.training_data import entity_examples, fact_examples, read_labelled
 from tests.conftest import write_tiny_kb
 
@@ -54,17 +55,45 @@ def test_resume_continues_from_the_checkpoint_step(tmp_path: Path) -> None:
     config.epochs = 2
     steps_run: list[int] = []
     resumed = train(
-        load_seq2seq_model(str(tmp_path / "model" / CHECKPOINT)),
+        load_seq2seq_model(str(latest_checkpoint(tmp_path / "model"))),
         examples,
         tmp_path / "model",
         config,
         resume=True,
         on_step=lambda step, total, loss: steps_run.append(step),
     )
-    checkpointed = first.steps - first.steps % 2
-    assert checkpointed > 0
-    assert steps_run == list(range(checkpointed + 1, 2 * first.steps + 1))
-    assert resumed.steps == 2 * first.steps
+    assert steps_run == list(range(first.steps + 1, 2 * first.steps + 1))  # every run ends with a checkpoint
+    assert resumed.steps == 2 * first.steps and resumed.steps_this_run == first.steps
+
+
+def test_resume_refuses_other_examples_and_a_missing_checkpoint(tmp_path: Path) -> None:
+    entities_path, _ = write_tiny_kb(tmp_path / "kb")
+    examples = list(entity_examples(read_entities(entities_path)))
+    config = TrainConfig(epochs=0.2, batch_size=8, dev_fraction=0.0)
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(load_seq2seq_model(), examples, tmp_path / "model", config, resume=True)
+    train(load_seq2seq_model(), examples, tmp_path / "model", config)
+    with pytest.raises(ValueError, match="other examples"):
+        train(load_seq2seq_model(), examples[:-1], tmp_path / "model", config, resume=True)
+
+
+def test_a_stop_mid_checkpoint_swap_still_resumes(tmp_path: Path) -> None:
+    entities_path, _ = write_tiny_kb(tmp_path / "kb")
+    examples = list(entity_examples(read_entities(entities_path)))
+    config = TrainConfig(epochs=0.5, batch_size=8, dev_fraction=0.0)
+    first = train(load_seq2seq_model(), examples, tmp_path / "model", config)
+    (tmp_path / "model" / CHECKPOINT).rename(tmp_path / "model" / f"{CHECKPOINT}.old")  # stopped between renames
+    assert latest_checkpoint(tmp_path / "model") == tmp_path / "model" / f"{CHECKPOINT}.old"
+    config.epochs = 1.0
+    resumed = train(
+        load_seq2seq_model(str(latest_checkpoint(tmp_path / "model"))),
+        examples,
+        tmp_path / "model",
+        config,
+        resume=True,
+    )
+    assert resumed.steps_this_run == resumed.steps - first.steps > 0
+    assert latest_checkpoint(tmp_path / "model") == tmp_path / "model" / CHECKPOINT
 
 
 def test_labelled_rows_in_every_accepted_form(tmp_path: Path) -> None:
