@@ -24,13 +24,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import data_dir, print_table  # noqa: E402
-from index.builder import KbSources, build_index  # noqa: E402
-from models import generation  # noqa: E402
-from models.lcquad_benchmark import read_lcquad  # noqa: E402
-from models.linking import LinkingEngine, LinkQuery  # noqa: E402
-from models.seq2seq import format_input, load_seq2seq_model  # noqa: E402
-from tests.e2e.server import running_server  # noqa: E402
+from bench.common import data_dir, print_table
+from index.builder import KbSources, build_index
+from models import generation
+from models.lcquad_benchmark import read_lcquad
+from models.linking import LinkingEngine, LinkQuery
+from models.seq2seq import format_input, load_seq2seq_model
+from tests.e2e.server import running_server
 
 
 def synthetic_names(real: list[str], total: int, seed: int = 0) -> list[str]:
@@ -52,7 +52,7 @@ def time_constraint() -> list[float]:
     spent: list[float] = []
     original = generation.TrieConstraint.__call__
 
-    def timed(self, batch_id, input_ids):  # noqa: ANN001, ANN202
+    def timed(self, batch_id, input_ids):
         begin = time.perf_counter()
         result = original(self, batch_id, input_ids)
         spent.append(time.perf_counter() - begin)
@@ -65,8 +65,15 @@ def time_constraint() -> list[float]:
 def unconstrained(engine: LinkingEngine, text: str, beams: int, max_new_tokens: int) -> None:
     model = engine.model
     encoded = model.tokenizer([format_input(text, "entity")], return_tensors="pt")
-    model.model.generate(**encoded, num_beams=beams, num_return_sequences=beams, max_new_tokens=max_new_tokens,
-                         length_penalty=0.0, early_stopping=True, do_sample=False)
+    model.model.generate(
+        **encoded,
+        num_beams=beams,
+        num_return_sequences=beams,
+        max_new_tokens=max_new_tokens,
+        length_penalty=0.0,
+        early_stopping=True,
+        do_sample=False,
+    )
 
 
 def main() -> None:
@@ -121,8 +128,10 @@ def main() -> None:
         ["generate, unconstrained (in process)", *percentiles(free)],
     ]
     print_table(["path", "p50 ms", "p90 ms"], [[r[0], f"{r[1]:.1f}", f"{r[2]:.1f}"] for r in rows])
-    print(f"\nconstrained / unconstrained (p50): {rows[1][1] / rows[2][1]:.2f}x; time inside the constraint "
-          f"function: median {100 * float(np.median(constraint_share)):.1f} % of a constrained call")
+    print(
+        f"\nconstrained / unconstrained (p50): {rows[1][1] / rows[2][1]:.2f}x; time inside the constraint "
+        f"function: median {100 * float(np.median(constraint_share)):.1f} % of a constrained call"
+    )
 
 
 if __name__ == "__main__":

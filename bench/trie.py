@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import print_table  # noqa: E402
+from bench.common import print_table
 
 END = 102
 VOCAB = 30_000
@@ -145,18 +145,34 @@ def main() -> None:
                 command = [sys.executable, __file__, "--measure", kind, path, str(count)]
                 loaded = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
             results[kind] = (seconds, size, loaded)
-            summary.append([f"{count:,}", kind, f"{seconds:.1f}", f"{size / 2**20:.0f}", f"{loaded['rss_mb']:.0f}",
-                            f"{loaded['rss_after_lookups_mb']:.0f}"])
+            summary.append(
+                [
+                    f"{count:,}",
+                    kind,
+                    f"{seconds:.1f}",
+                    f"{size / 2**20:.0f}",
+                    f"{loaded['rss_mb']:.0f}",
+                    f"{loaded['rss_after_lookups_mb']:.0f}",
+                ]
+            )
         for depth in DEPTHS:
             ours = results["ours"][2]["latency_us"][str(depth)]
             ref = results["dict"][2]["latency_us"][str(depth)]
-            latency_rows.append([f"{count:,}", depth, f"{ours[0]:.1f}", f"{ours[1]:.1f}", f"{ref[0]:.1f}",
-                                 f"{ref[1]:.1f}", f"{ref[1] / ours[1]:.1f}x"])
+            latency_rows.append(
+                [
+                    f"{count:,}",
+                    depth,
+                    f"{ours[0]:.1f}",
+                    f"{ours[1]:.1f}",
+                    f"{ref[0]:.1f}",
+                    f"{ref[1]:.1f}",
+                    f"{ref[1] / ours[1]:.1f}x",
+                ]
+            )
     print("Build, disk and memory (RSS growth after loading in a fresh process; after 15k lookups)")
     print_table(["names", "trie", "build s", "disk MB", "loaded RSS MB", "RSS after lookups MB"], summary)
     print("\nNext-token lookup latency (µs) by prefix depth, 3,000 prefixes per depth")
-    print_table(["names", "depth", "ours p50", "ours p99", "dict p50", "dict p99", "dict p99 / ours p99"],
-                latency_rows)
+    print_table(["names", "depth", "ours p50", "ours p99", "dict p50", "dict p99", "dict p99 / ours p99"], latency_rows)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,8 @@ def name_swaps(data: LcQuad, seed: int = 0) -> list[tuple[str, str]]:
     appears verbatim, that entity replaced by the KB name (teaches copying names, not memorising them)."""
     rng = random.Random(seed)
     templates = [(q.text, q.entities[0]) for q in data.train if len(q.entities) == 1 and q.entities[0] in q.text]
+    if not templates:
+        return []
     swaps = []
     for name in data.names:
         text, original = rng.choice(templates)

@@ -149,7 +149,7 @@ class ErrorResponse(BaseModel):
 
 
 class MentionSpan(_Strict):
-    """A character span ``[start, end)`` of the text: the mention to link."""
+    """A span ``[start, end)`` of the text in Unicode code points (Python string offsets): the mention to link."""
 
     start: int = Field(ge=0, description="First character of the mention.")
     end: int = Field(ge=1, description="One past the last character of the mention.")
