@@ -225,24 +225,29 @@ def mentioned(name: str, text: str) -> bool:
 
 
 class NgramCandidates:
-    """KB names that start with an n-gram of the question: a per-question candidate set for the trie
-    (``John Forbes`` in the question admits ``John Forbes (British Army officer)``)."""
+    """A per-question candidate set for the trie: KB names equal to an n-gram of the question, and
+    names that start with an n-gram of two or more words (``John Forbes`` in the question admits
+    ``John Forbes (British Army officer)``)."""
 
     def __init__(self, names: Iterable[str], entity_id: Callable[[str], str]) -> None:
+        self.exact: dict[tuple[str, ...], list[str]] = {}
         self.by_prefix: dict[tuple[str, ...], list[str]] = {}
         for name in names:
             words = tuple(_words(name))
-            for end in range(1, len(words) + 1):
+            self.exact.setdefault(words, []).append(entity_id(name))
+            for end in range(2, len(words) + 1):
                 self.by_prefix.setdefault(words[:end], []).append(entity_id(name))
-        self.longest = max(map(len, self.by_prefix))
+        self.longest = max(map(len, self.exact))
 
-    def __call__(self, text: str, min_words: int = 2) -> tuple[str, ...] | None:
-        """Candidate ids, or None (use the full trie) when no n-gram of ``min_words``+ words matches."""
+    def __call__(self, text: str) -> tuple[str, ...] | None:
+        """Candidate ids, or None (use the full trie) when no n-gram matches."""
         words = _words(text)
         found: dict[str, None] = {}
-        for size in range(min_words, min(self.longest, len(words)) + 1):
+        for size in range(1, min(self.longest, len(words)) + 1):
             for start in range(len(words) - size + 1):
-                found.update(dict.fromkeys(self.by_prefix.get(tuple(words[start : start + size]), ())))
+                ngram = tuple(words[start : start + size])
+                found.update(dict.fromkeys(self.exact.get(ngram, ())))
+                found.update(dict.fromkeys(self.by_prefix.get(ngram, ())))
         return tuple(found) or None
 
 

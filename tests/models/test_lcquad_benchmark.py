@@ -9,7 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from index.kb import read_entities, read_facts
-from models.lcquad_benchmark import DictionaryLinker, LinkScores, mentioned, name_swaps, read_lcquad, readable_name
+from models.lcquad_benchmark import (
+    DictionaryLinker,
+    LinkScores,
+    NgramCandidates,
+    mentioned,
+    name_swaps,
+    read_lcquad,
+    readable_name,
+)
 from models.training_data import read_labelled
 from service.cli import app
 
@@ -109,3 +117,12 @@ def test_exported_kb_is_readable_by_the_trainer_and_builder(lcquad_dir: Path, tm
         ("John Kotelawala", "allegiance"),
     }
     assert len(examples) == 5 + 2 + len(entities)  # gold entities, KBQA pairs, one name swap per name
+
+
+def test_ngram_candidates_admit_exact_names_and_longer_names_they_start() -> None:
+    candidates = NgramCandidates(
+        ["John Forbes (British Army officer)", "John", "Chess", "John Smith", "Dead Sea"], lambda n: n
+    )
+    assert set(candidates("Which city's founder is John Forbes?")) == {"John Forbes (British Army officer)", "John"}
+    assert candidates("Who plays chess?") == ("Chess",)
+    assert candidates("nothing matches here") is None
