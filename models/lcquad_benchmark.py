@@ -217,11 +217,35 @@ class LinkScores:
         }
 
 
+def mention_span(name: str, text: str, whole: bool = True) -> tuple[int, int] | None:
+    """Word span of the name in the text (case-insensitive): all its words, or with ``whole=False``
+    the longest prefix of them that occurs (``John Forbes`` for ``John Forbes (British Army officer)``)."""
+    words, name_words = _words(text), _words(name)
+    for size in range(len(name_words), 0 if not whole else len(name_words) - 1, -1):
+        for start in range(len(words) - size + 1):
+            if words[start : start + size] == name_words[:size]:
+                return start, start + size
+    return None
+
+
 def mentioned(name: str, text: str) -> bool:
     """Whether the name's words occur consecutively in the text (case-insensitive)."""
-    words, name_words = _words(text), _words(name)
-    size = len(name_words)
-    return any(words[i : i + size] == name_words for i in range(len(words) - size + 1)) if size else False
+    return bool(_words(name)) and mention_span(name, text) is not None
+
+
+def several_entities(names: Sequence[str], text: str) -> list[str]:
+    """The top beam, then every other beam whose name the text mentions verbatim at words that no
+    name already chosen covers (so ``John`` does not join ``John Forbes (British Army officer)``)."""
+    if not names:
+        return []
+    chosen = [names[0]]
+    covered = [mention_span(names[0], text, whole=False)]
+    for name in names[1:]:
+        span = mention_span(name, text)
+        if span and all(other is None or span[1] <= other[0] or other[1] <= span[0] for other in covered):
+            chosen.append(name)
+            covered.append(span)
+    return chosen
 
 
 class NgramCandidates:
@@ -259,8 +283,8 @@ def generative_predictions(
     progress: Callable[[Iterable, str, int], Iterable] = lambda items, description, total: items,
     candidates: Callable[[str], tuple[str, ...] | None] | None = None,
 ) -> tuple[list[list[str]], list[list[str]]]:
-    """Per question: the top beam alone, and the top beam plus every other beam whose name the question
-    mentions verbatim (a cheap way to return several entities per question). With ``candidates``, each
+    """Per question: the top beam alone, and :func:`several_entities` of the beams (a cheap way to
+    return several entities per question). With ``candidates``, each
     question's search is restricted to the ids it returns (the full trie when it returns None)."""
     top1, with_mentioned = [], []
     batches = [questions[i : i + batch_size] for i in range(0, len(questions), batch_size)]
@@ -278,7 +302,7 @@ def generative_predictions(
         for question, matches in zip(batch, engine.link(queries), strict=True):
             names = list(dict.fromkeys(match.name for match in matches))
             top1.append(names[:1])
-            with_mentioned.append(names[:1] + [n for n in names[1:] if mentioned(n, question.text)])
+            with_mentioned.append(several_entities(names, question.text))
     return top1, with_mentioned
 
 

@@ -199,13 +199,13 @@ def evaluate_link(
         top1, mentioned = generative_predictions(engine, dev, num_beams, batch_size, _progress_with_total)
         seconds = time.perf_counter() - started
         predictions[f"generative, top beam (beam {num_beams})"] = (top1, seconds)
-        predictions["generative, top beam + mentioned beams"] = (mentioned, seconds)
+        predictions["generative, top beam + other mentioned beams"] = (mentioned, seconds)
         ngrams = NgramCandidates(lcquad.names, lambda name: name.replace(" ", "_"))
         started = time.perf_counter()
         top1, mentioned = generative_predictions(engine, dev, num_beams, batch_size, _progress_with_total, ngrams)
         seconds = time.perf_counter() - started
         predictions["generative, n-gram candidate trie, top beam"] = (top1, seconds)
-        predictions["generative, n-gram candidate trie + mentioned beams"] = (mentioned, seconds)
+        predictions["generative, n-gram candidate trie + other mentioned beams"] = (mentioned, seconds)
         kbqa = kbqa_accuracy(engine, dev, num_beams, batch_size)
     table = Table(title=f"LC-QuAD dev, {len(dev)} questions, entity linking")
     for column in (

@@ -17,6 +17,7 @@ from models.lcquad_benchmark import (
     name_swaps,
     read_lcquad,
     readable_name,
+    several_entities,
 )
 from models.training_data import read_labelled
 from service.cli import app
@@ -126,3 +127,10 @@ def test_ngram_candidates_admit_exact_names_and_longer_names_they_start() -> Non
     assert set(candidates("Which city's founder is John Forbes?")) == {"John Forbes (British Army officer)", "John"}
     assert candidates("Who plays chess?") == ("Chess",)
     assert candidates("nothing matches here") is None
+
+
+def test_several_entities_skips_beams_inside_chosen_mentions() -> None:
+    text = "Which city's founder is John Forbes and whose mayor is Ann Lewis?"
+    beams = ["John Forbes (British Army officer)", "John", "Ann Lewis", "Forbes", "Dead Sea"]
+    assert several_entities(beams, text) == ["John Forbes (British Army officer)", "Ann Lewis"]
+    assert several_entities([], text) == []
