@@ -330,6 +330,8 @@ def train(
     threads: ThreadsOption = None,
 ) -> None:
     """Fine-tune the seq2seq linker on a knowledge base (and labelled data, if any)."""
+    import torch
+
     from index.kb import KbFormatError, read_entities, read_facts
     from models.loader import set_torch_threads
     from models.seq2seq import load_seq2seq_model
@@ -338,6 +340,7 @@ def train(
     from models.training_data import entity_examples, fact_examples, read_labelled
 
     set_torch_threads(threads)
+    torch.manual_seed(seed)  # before loading: a warm start draws new cross-attention weights
     try:
         kb_entities = list(read_entities(entities))
         kb_facts = list(read_facts(facts)) if facts else []

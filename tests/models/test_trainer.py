@@ -12,7 +12,7 @@ from index.builder import KbSources, build_index
 from index.kb import read_entities, read_facts
 from models.linking import LinkingEngine, LinkQuery
 from models.seq2seq import load_seq2seq_model
-from models.trainer import CHECKPOINT, TrainConfig, _Batches, latest_checkpoint, train
+from models.trainer import CHECKPOINT, TrainConfig, TrainReport, _Batches, latest_checkpoint, train
 from models.training_data import entity_examples, fact_examples, read_labelled
 from tests.conftest import write_tiny_kb
 
@@ -47,6 +47,12 @@ def test_few_steps_lower_the_loss_and_write_a_loadable_model(tmp_path: Path) -> 
     assert (tmp_path / "model" / CHECKPOINT / "trainer_state.pt").is_file()
 
 
+def _resume(out_dir: Path, examples: list, config: TrainConfig, **options) -> TrainReport:
+    """Continues training in ``out_dir`` from its latest checkpoint, as ``simlink train --resume`` does."""
+    model = load_seq2seq_model(str(latest_checkpoint(out_dir)))
+    return train(model, examples, out_dir, config, resume=True, **options)
+
+
 def test_resume_continues_from_the_checkpoint_step(tmp_path: Path) -> None:
     entities_path, _ = write_tiny_kb(tmp_path / "kb")
     examples = list(entity_examples(read_entities(entities_path)))
@@ -54,14 +60,7 @@ def test_resume_continues_from_the_checkpoint_step(tmp_path: Path) -> None:
     first = train(load_seq2seq_model(), examples, tmp_path / "model", config)
     config.epochs = 2
     steps_run: list[int] = []
-    resumed = train(
-        load_seq2seq_model(str(latest_checkpoint(tmp_path / "model"))),
-        examples,
-        tmp_path / "model",
-        config,
-        resume=True,
-        on_step=lambda step, total, loss: steps_run.append(step),
-    )
+    resumed = _resume(tmp_path / "model", examples, config, on_step=lambda step, total, loss: steps_run.append(step))
     assert steps_run == list(range(first.steps + 1, 2 * first.steps + 1))  # every run ends with a checkpoint
     assert resumed.steps == 2 * first.steps and resumed.steps_this_run == first.steps
 
@@ -85,13 +84,7 @@ def test_a_stop_mid_checkpoint_swap_still_resumes(tmp_path: Path) -> None:
     (tmp_path / "model" / CHECKPOINT).rename(tmp_path / "model" / f"{CHECKPOINT}.old")  # stopped between renames
     assert latest_checkpoint(tmp_path / "model") == tmp_path / "model" / f"{CHECKPOINT}.old"
     config.epochs = 1.0
-    resumed = train(
-        load_seq2seq_model(str(latest_checkpoint(tmp_path / "model"))),
-        examples,
-        tmp_path / "model",
-        config,
-        resume=True,
-    )
+    resumed = _resume(tmp_path / "model", examples, config)
     assert resumed.steps_this_run == resumed.steps - first.steps > 0
     assert latest_checkpoint(tmp_path / "model") == tmp_path / "model" / CHECKPOINT
 
