@@ -80,3 +80,14 @@ def test_a_line_that_is_not_utf8_is_named_and_skippable(tmp_path: Path) -> None:
     facts = list(read_facts(path, report))
     assert facts[0].subject == "Japan"  # the byte-order mark is not part of the first subject
     assert [f.subject for f in facts] == ["Japan", "France"] and report.skipped == 1
+
+
+def test_the_demo_kb_reads_cleanly_in_both_fact_forms() -> None:
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo_kb"
+    entities = list(read_entities(demo / "entities.jsonl"))
+    facts = set(read_facts(demo / "triples.tsv"))
+    kgclue = list(read_facts(demo / "kgclue_sample.txt"))
+    assert len(entities) == 337 and len(facts) == 1178
+    assert kgclue and set(kgclue) <= facts
+    names = {entity.name for entity in entities}
+    assert {fact.subject for fact in facts} <= names | {alias for e in entities for alias in e.aliases}
