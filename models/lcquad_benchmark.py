@@ -60,19 +60,24 @@ class LcQuad:
         entities, facts, labelled = directory / "entities.jsonl", directory / "facts.tsv", directory / "train.jsonl"
         with entities.open("w") as stream:
             for name in self.names:
-                stream.write(json.dumps({"id": name.replace(" ", "_"), "name": name}, ensure_ascii=False) + "\n")
+                stream.write(json.dumps({"id": entity_id(name), "name": name}, ensure_ascii=False) + "\n")
         facts.write_text("".join(f"{s}\t{p}\t?uri\n" for s, p in self.pairs), encoding="utf-8")
         with labelled.open("w") as stream:
             for question in self.train:
                 for name in question.entities:
-                    row = {"text": question.text, "entity": name.replace(" ", "_")}
+                    row = {"text": question.text, "entity": entity_id(name)}
                     stream.write(json.dumps(row, ensure_ascii=False) + "\n")
                 if question.pair:
                     row = {"question": question.text, "subject": question.pair[0], "predicate": question.pair[1]}
                     stream.write(json.dumps(row, ensure_ascii=False) + "\n")
             for text, name in name_swaps(self):
-                stream.write(json.dumps({"text": text, "entity": name.replace(" ", "_")}, ensure_ascii=False) + "\n")
+                stream.write(json.dumps({"text": text, "entity": entity_id(name)}, ensure_ascii=False) + "\n")
         return entities, facts, labelled
+
+
+def entity_id(name: str) -> str:
+    """The id an exported KB gives a resource: its readable name with ``_`` for spaces (the URI's tail)."""
+    return name.replace(" ", "_")
 
 
 def readable_name(uri: str) -> str:
@@ -215,6 +220,15 @@ class LinkScores:
             "recall_seen": self.seen_hits[0] / max(self.seen_hits[1], 1),
             "recall_unseen": self.unseen_hits[0] / max(self.unseen_hits[1], 1),
         }
+
+
+def score_predictions(data: LcQuad, predicted: Sequence[Sequence[str]], seconds: float) -> dict[str, float]:
+    """:class:`LinkScores` summary of one method's dev predictions, plus its time per question."""
+    kb, seen = set(data.names), {name for question in data.train for name in question.entities}
+    scores = LinkScores()
+    for names, question in zip(predicted, data.dev, strict=True):
+        scores.add(names, question.entities, kb, seen)
+    return {**scores.summary(), "ms_per_question": 1000 * seconds / max(len(data.dev), 1)}
 
 
 def mention_span(name: str, text: str, whole: bool = True) -> tuple[int, int] | None:

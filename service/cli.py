@@ -161,11 +161,12 @@ def evaluate_link(
     from models.lcquad_benchmark import (
         DenseLinker,
         DictionaryLinker,
-        LinkScores,
         NgramCandidates,
+        entity_id,
         generative_predictions,
         kbqa_accuracy,
         read_lcquad,
+        score_predictions,
     )
     from models.loader import set_torch_threads
 
@@ -180,8 +181,7 @@ def evaluate_link(
         typer.echo("wrote " + ", ".join(str(path) for path in paths))
         if model is None:
             return
-    kb, seen = set(lcquad.names), {name for q in lcquad.train for name in q.entities}
-    dev, gold = lcquad.dev, [q.entities for q in lcquad.dev]
+    dev = lcquad.dev
     predictions: dict[str, tuple[list[list[str]], float]] = {}
     started = time.perf_counter()
     dictionary = DictionaryLinker(lcquad.names)
@@ -200,7 +200,7 @@ def evaluate_link(
         seconds = time.perf_counter() - started
         predictions[f"generative, top beam (beam {num_beams})"] = (top1, seconds)
         predictions["generative, top beam + other mentioned beams"] = (mentioned, seconds)
-        ngrams = NgramCandidates(lcquad.names, lambda name: name.replace(" ", "_"))
+        ngrams = NgramCandidates(lcquad.names, entity_id)
         started = time.perf_counter()
         top1, mentioned = generative_predictions(engine, dev, num_beams, batch_size, _progress_with_total, ngrams)
         seconds = time.perf_counter() - started
@@ -222,11 +222,7 @@ def evaluate_link(
         table.add_column(column, justify="left" if column == "method" else "right")
     figures = {}
     for method, (predicted, seconds) in predictions.items():
-        scores = LinkScores()
-        for names, expected in zip(predicted, gold, strict=True):
-            scores.add(names, expected, kb, seen)
-        summary = {**scores.summary(), "ms_per_question": 1000 * seconds / len(dev)}
-        figures[method] = summary
+        summary = figures[method] = score_predictions(lcquad, predicted, seconds)
         table.add_row(
             method,
             *(
