@@ -7,6 +7,7 @@ expensive part that a server batches across requests.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,33 @@ import numpy as np
 import torch
 
 from models.loader import LoadedModel
+from models.packed_model import PackedModel, PackingUnsupportedError
+from models.packing import PackedRows, pack
+
+logger = logging.getLogger(__name__)
+
+PACKED_ROW_LENGTH = 128
+"""Token slots per packed row; a longer text widens the rows of its batch to fit it."""
+
+PACKING_MIN_COSINE = 0.999
+"""Packed and padded vectors of a token must agree this well for packing to be used. Both are
+the same computation, so they differ only by rounding: bf16 weights put the worst token at about
+0.9999. A model that ignores the position ids or the mask falls far below."""
+
+_PACKING_CHECK_TEXTS = (
+    "A man is playing a guitar on the street.",
+    "Two dogs run.",
+    "The committee postponed its decision on the new budget until next spring.",
+)
+
+
+def _round_up(length: int, multiple: int = 8) -> int:
+    return -(-length // multiple) * multiple
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two ``(n, d)`` arrays."""
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
 class TextTooLongError(ValueError):
@@ -77,11 +105,25 @@ class TokenEncoder:
 
     ``layer`` indexes the hidden states as transformers returns them: 0 is the embedding
     output, -1 (the default) the last layer. ``max_tokens`` counts special tokens too.
-    ``batch_size`` is how many texts go through one forward pass; texts are sorted by length
-    first so that little compute is spent on padding.
+    ``batch_tokens`` is how many token slots one forward pass holds.
+
+    With ``pack_texts`` (the default), several texts share each row of a forward pass
+    (:mod:`models.packing`), so almost no compute goes to padding, and the forward pass is
+    traced (:mod:`models.packed_model`), so it runs without Python's global lock and can run in
+    several threads at once. That relies on the model taking ``position_ids`` and a 4-D
+    attention mask as BERT does; it is checked once here on a few sentences, and a model that
+    gives other vectors packed than padded gets padded batches of length-sorted texts instead
+    (``packing`` says which is in use). ``embed`` may be called from several threads at once.
     """
 
-    def __init__(self, loaded: LoadedModel, layer: int = -1, max_tokens: int = 256, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        layer: int = -1,
+        max_tokens: int = 256,
+        batch_tokens: int = 4096,
+        pack_texts: bool = True,
+    ) -> None:
         layers = getattr(loaded.model.config, "num_hidden_layers", None)
         if layers is not None and not -(layers + 1) <= layer <= layers:
             raise ValueError(f"layer {layer} is out of range for a model with {layers} layers")
@@ -92,7 +134,14 @@ class TokenEncoder:
         self.tokenizer = loaded.tokenizer
         self.layer = layer
         self.max_tokens = max_tokens
-        self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self._packed_model: PackedModel | None = None
+        self._packed_model = self._packed_model_if_exact() if pack_texts else None
+
+    @property
+    def packing(self) -> bool:
+        """Whether texts are packed into shared rows (else padded batches are used)."""
+        return self._packed_model is not None
 
     @property
     def name(self) -> str:
@@ -135,34 +184,81 @@ class TokenEncoder:
         )
 
     def embed(self, texts: Sequence[TokenizedText]) -> list[EncodedText]:
-        """Runs the encoder over tokenized texts, in length-sorted batches; keeps input order."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        encoded: list[EncodedText | None] = [None] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            for i, vectors in zip(chunk, self._forward([texts[i] for i in chunk]), strict=True):
-                text = texts[i]
-                encoded[i] = EncodedText(
-                    vectors=vectors,
-                    tokens=text.tokens,
-                    offsets=text.offsets,
-                    special=np.asarray(text.special, dtype=bool),
-                    truncated=text.truncated,
-                )
-        return encoded  # type: ignore[return-value]
+        """Runs the encoder over tokenized texts, ``batch_tokens`` slots per forward pass; keeps input order."""
+        vectors = self._packed_vectors(texts) if self.packing else self._padded_vectors(texts)
+        return [
+            EncodedText(
+                vectors=row,
+                tokens=text.tokens,
+                offsets=text.offsets,
+                special=np.asarray(text.special, dtype=bool),
+                truncated=text.truncated,
+            )
+            for text, row in zip(texts, vectors, strict=True)
+        ]
 
-    def _forward(self, texts: Sequence[TokenizedText]) -> list[np.ndarray]:
+    def _packed_vectors(self, texts: Sequence[TokenizedText], row_length: int = PACKED_ROW_LENGTH) -> list[np.ndarray]:
+        assert self._packed_model is not None
+        if not texts:
+            return []
+        packed = self._packed_rows(texts, row_length)
+        rows_per_pass = max(1, self.batch_tokens // packed.row_length)
+        hidden = [
+            self._packed_model(packed, start, start + rows_per_pass) for start in range(0, packed.rows, rows_per_pass)
+        ]
+        return packed.split(np.concatenate(hidden))
+
+    def _packed_rows(self, texts: Sequence[TokenizedText], row_length: int) -> PackedRows:
+        row_length = max(row_length, _round_up(max(len(text) for text in texts)))
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return pack([text.ids for text in texts], row_length, pad_id)
+
+    def _padded_vectors(self, texts: Sequence[TokenizedText]) -> list[np.ndarray]:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: list[np.ndarray] = [np.empty(0)] * len(texts)
+        chunk: list[int] = []
+        for i in order:  # shortest first, so each chunk's longest text is its last
+            if chunk and (len(chunk) + 1) * _round_up(len(texts[i])) > self.batch_tokens:
+                self._fill_padded(texts, chunk, vectors)
+                chunk = []
+            chunk.append(i)
+        if chunk:
+            self._fill_padded(texts, chunk, vectors)
+        return vectors
+
+    def _fill_padded(self, texts: Sequence[TokenizedText], chunk: list[int], vectors: list[np.ndarray]) -> None:
         # Lengths padded to a multiple of 8: fewer distinct shapes, so the CPU kernels built for
         # one shape are reused instead of rebuilt (bench/bf16.py: a first-seen bf16 shape is 1.4-3x slower).
         padded = self.tokenizer.pad(
-            {"input_ids": [list(t.ids) for t in texts]}, pad_to_multiple_of=8, return_tensors="pt"
+            {"input_ids": [list(texts[i].ids) for i in chunk]}, pad_to_multiple_of=8, return_tensors="pt"
         )
+        hidden = self._run_model(**padded)
+        for row, i in enumerate(chunk):
+            vectors[i] = hidden[row, : len(texts[i])]
+
+    def _run_model(self, **inputs: torch.Tensor) -> np.ndarray:
+        """The chosen layer's hidden states, ``(rows, row_length, d)`` float32."""
         want_all_layers = self.layer != -1
         with torch.inference_mode():
-            output = self.loaded.model(**padded, output_hidden_states=want_all_layers)
+            output = self.loaded.model(**inputs, output_hidden_states=want_all_layers)
         hidden = output.hidden_states[self.layer] if want_all_layers else output.last_hidden_state
-        hidden = hidden.float().numpy()
-        return [hidden[row, : len(text)] for row, text in enumerate(texts)]
+        return hidden.float().numpy()
+
+    def _packed_model_if_exact(self) -> PackedModel | None:
+        """The traced packed forward pass, if it gives this model's texts the vectors they get in
+        padded batches; None (and a warning saying why) otherwise."""
+        texts = self.tokenize(_PACKING_CHECK_TEXTS, truncate=True)
+        try:
+            self._packed_model = PackedModel.trace(self.loaded.model, self.layer, self._packed_rows(texts[:2], 16))
+            packed = self._packed_vectors(texts, row_length=sum(len(text) for text in texts))
+        except (PackingUnsupportedError, RuntimeError) as error:
+            logger.warning("packing texts is off for %s: the model refused packed inputs (%s)", self.name, error)
+            return None
+        padded = self._padded_vectors(texts)
+        if any(_cosines(a, b).min() < PACKING_MIN_COSINE for a, b in zip(padded, packed, strict=True)):
+            logger.warning("packing texts is off for %s: packed and padded token vectors differ", self.name)
+            return None
+        return self._packed_model
 
     def encode(self, texts: Sequence[str], truncate: bool = False) -> list[EncodedText]:
         """Tokenizes and embeds ``texts`` in one call (see :meth:`tokenize` and :meth:`embed`)."""

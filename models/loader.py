@@ -110,6 +110,11 @@ def resolve_model_source(model: str | None) -> ModelSource:
     return ModelSource(kind, str(directory))
 
 
+def torch_threads() -> int:
+    """The number of CPU threads torch uses for one forward pass."""
+    return torch.get_num_threads()
+
+
 def set_torch_threads(threads: int | None) -> None:
     """Sets the number of CPU threads torch uses for one forward pass (None: torch's choice)."""
     if threads is not None:

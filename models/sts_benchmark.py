@@ -73,6 +73,9 @@ def _no_progress(items: Iterable[T], description: str) -> Iterable[T]:
     return items
 
 
+_TEXTS_PER_PROGRESS_STEP = 256
+
+
 def spearman_by_method(
     encoder: TokenEncoder,
     pairs: Sequence[GoldPair],
@@ -87,7 +90,7 @@ def spearman_by_method(
     """
     texts = [text for pair in pairs for text in (pair.a, pair.b)]
     tokenized = encoder.tokenize(texts, truncate=True)
-    step = encoder.batch_size * 8
+    step = _TEXTS_PER_PROGRESS_STEP
     encoded = []
     for start in progress(range(0, len(tokenized), step), "encoding"):
         encoded.extend(encoder.embed(tokenized[start : start + step]))

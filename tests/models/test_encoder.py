@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -78,3 +81,77 @@ def test_bf16_agrees_with_fp32(encoder: TokenEncoder) -> None:
         for k in range(len(texts) - 1):
             reference = score_pair(exact[k], exact[k + 1], method).similarity
             assert abs(score_pair(approx[k], approx[k + 1], method).similarity - reference) <= 0.01
+
+
+LONG_TEXT = " ".join(f"word{i}" for i in range(80))  # about 160 tokens: wider than a packed row of 128
+
+
+def test_packed_rows_give_the_vectors_of_padded_batches(encoder: TokenEncoder) -> None:
+    texts = [*SENTENCES, LONG_TEXT, *SENTENCES[::-1]]
+    packed = TokenEncoder(encoder.loaded, batch_tokens=256)  # several forward passes
+    padded = TokenEncoder(encoder.loaded, pack_texts=False)
+    assert packed.packing and not padded.packing
+    assert max(len(t) for t in packed.tokenize(texts)) > 128
+    for a, b in zip(packed.encode(texts), padded.encode(texts), strict=True):
+        assert a.tokens == b.tokens
+        np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-4)
+
+
+def test_embedding_from_two_threads_at_once_matches_one_at_a_time(encoder: TokenEncoder) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [SENTENCES, [LONG_TEXT, *SENTENCES[:2]], SENTENCES[::-1], [SENTENCES[2]] * 7] * 3
+    expected = [encoder.encode(batch) for batch in batches]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(encoder.encode, batches))
+    for want, got in zip(expected, results, strict=True):
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_array_equal(a.vectors, b.vectors)
+
+
+def test_a_model_whose_positions_differ_when_packed_gets_padded_batches(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RoBERTa numbers positions from padding_idx + 1, so packed rows (positions from 0) give other
+    vectors: the start-up check must notice and fall back to padding."""
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    from models.loader import embedded_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=300,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    RobertaModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="models.encoder"):
+        roberta = TokenEncoder(load_encoder_model(str(tmp_path)))
+    assert not roberta.packing
+    assert "packed and padded token vectors differ" in caplog.text
+    together = roberta.encode(SENTENCES)
+    for text, batched in zip(SENTENCES, together, strict=True):
+        np.testing.assert_allclose(roberta.encode([text])[0].vectors, batched.vectors, atol=1e-5)
+
+
+def test_a_model_without_position_ids_cannot_be_traced_for_packing() -> None:
+    import torch
+
+    from models.packed_model import PackedModel, PackingUnsupportedError
+    from models.packing import pack
+
+    class NoPositions(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 4)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.embed(input_ids)
+
+    with pytest.raises(PackingUnsupportedError):
+        PackedModel.trace(NoPositions(), -1, pack([[1, 2], [3]], 8, pad_id=0))
