@@ -2,9 +2,10 @@
 
 A model's forward pass costs about the same for one text as for a few dozen, so a server
 that runs one pass per request wastes most of the CPU under load. Requests submit their items
-to a :class:`MicroBatcher`; one worker takes everything queued (waiting up to
-``max_wait_ms`` for more when the queue is short), runs the batch function once in its own
-thread, and hands each request its share of the results.
+to a :class:`MicroBatcher`; a worker takes everything queued (waiting up to ``max_wait_ms``
+for more when the queue is short), runs the batch function once in its own thread, and hands
+each request its share of the results. With several workers, batches run side by side (for a
+model whose forward pass releases Python's global lock), while the next one gathers.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class _Job(Generic[In, Out]):
 class MicroBatcher(Generic[In, Out]):
     """Runs ``process(items) -> outputs`` (same length, same order) over merged requests.
 
-    ``process`` runs in a single dedicated thread, so a model is never used by two batches at
-    once. ``on_batch(size)`` is called with each batch's item count (for metrics).
+    ``process`` runs in ``workers`` dedicated threads, one batch per thread at a time; with one
+    worker, a model is never used by two batches at once. ``on_batch(size)`` is called with each
+    batch's item count (for metrics).
     """
 
     def __init__(
@@ -40,28 +42,36 @@ class MicroBatcher(Generic[In, Out]):
         max_wait_ms: float = 2.0,
         on_batch: Callable[[int], None] | None = None,
         name: str = "batcher",
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError("a batcher needs at least one worker")
         self._process = process
         self._max_items = max_items
         self._max_wait = max_wait_ms / 1000.0
         self._on_batch = on_batch
         self._name = name
+        self._worker_count = workers
         self._queue: asyncio.Queue[_Job[In, Out]] | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
-        """Starts the worker; call from the running event loop (the app's lifespan)."""
+        """Starts the workers; call from the running event loop (the app's lifespan)."""
         self._queue = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
-        self._worker = asyncio.create_task(self._run(), name=self._name)
+        self._executor = ThreadPoolExecutor(max_workers=self._worker_count, thread_name_prefix=self._name)
+        self._workers = [
+            asyncio.create_task(self._run(), name=f"{self._name}-{n}") for n in range(self._worker_count)
+        ]
 
     async def stop(self) -> None:
-        """Stops the worker; requests still queued fail with a clear error."""
-        if self._worker is not None:
-            self._worker.cancel()
+        """Stops the workers; requests still queued fail with a clear error."""
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+                await worker
+        self._workers = []
         while self._queue is not None and not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():

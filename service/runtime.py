@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -43,15 +44,21 @@ class Runtime:
             self.linker.index.close()
 
 
+def threads_per_worker(workers: int) -> int:
+    """The CPU cores this process may use, shared out among ``workers`` concurrent forward passes."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
 def build_encoder(settings: Settings) -> TokenEncoder:
     """The token encoder the settings describe (model, dtype, threads, layer, limits).
 
     Raises :class:`models.loader.ModelLoadError` naming the path when the model is missing
     or cannot be loaded, and ``ValueError`` for a layer or token limit the model lacks.
     """
-    set_torch_threads(settings.torch_threads)
+    set_torch_threads(settings.torch_threads or threads_per_worker(settings.encoder_workers))
     loaded = load_encoder_model(settings.model, settings.dtype)
-    return TokenEncoder(loaded, settings.layer, settings.max_tokens, settings.encoder_batch_size)
+    return TokenEncoder(loaded, settings.layer, settings.max_tokens, settings.encoder_batch_tokens, settings.pack_texts)
 
 
 def build_linker(settings: Settings) -> LinkingEngine | None:
@@ -82,6 +89,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         max_wait_ms=settings.batch_wait_ms,
         on_batch=batch_sizes.observe,
         name="encoder-batcher",
+        workers=settings.encoder_workers,
     )
     linker = build_linker(settings)
     link_batcher: MicroBatcher[LinkQuery, Matches] | None = None

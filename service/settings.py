@@ -34,11 +34,21 @@ class Settings(BaseSettings):
     dtype: Literal["fp32", "bf16"] = Field(
         "fp32", description="Weights' precision. bf16 is faster on CPUs with AVX512-BF16/AMX."
     )
-    torch_threads: int | None = Field(None, ge=1, description="CPU threads per forward pass (default: torch's).")
+    torch_threads: int | None = Field(
+        None, ge=1, description="CPU threads per forward pass (default: the cores divided among the encoder workers)."
+    )
     max_tokens: int = Field(256, ge=2, description="Most tokens per text, [CLS]/[SEP] included.")
     skip_special_tokens: bool = Field(False, description="Default for leaving [CLS]/[SEP] out of the transport.")
 
-    encoder_batch_size: int = Field(32, ge=1, description="Texts per forward pass.")
+    encoder_batch_tokens: int = Field(4096, ge=8, description="Token slots per forward pass.")
+    encoder_workers: int = Field(
+        2, ge=1, description="Encoder batches run at once, each in its own thread (needs packing to pay off)."
+    )
+    pack_texts: bool = Field(
+        True,
+        description="Pack several texts into each row of a forward pass instead of padding each one "
+        "(used only if the model gives the same vectors that way; checked at start-up).",
+    )
     batch_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for more requests to join.")
     batch_max_texts: int = Field(256, ge=1, description="Most texts gathered from queued requests into one batch.")
 

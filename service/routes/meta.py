@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from models.loader import torch_threads
 from models.similarity import METHODS
 from service.dependencies import RuntimeDep
 from service.runtime import Runtime
@@ -51,7 +52,10 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
             "max_alignment_pairs": settings.max_alignment_pairs,
         },
         "batching": {
-            "encoder_batch_size": settings.encoder_batch_size,
+            "encoder_batch_tokens": settings.encoder_batch_tokens,
+            "packing": encoder.packing,
+            "encoder_workers": settings.encoder_workers,
+            "torch_threads": torch_threads(),
             "batch_max_texts": settings.batch_max_texts,
             "batch_wait_ms": settings.batch_wait_ms,
         },

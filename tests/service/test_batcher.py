@@ -71,3 +71,24 @@ def test_batch_size_is_reported_and_capped() -> None:
 def test_submitting_to_a_stopped_batcher_is_refused() -> None:
     with pytest.raises(RuntimeError, match="not running"):
         run(MicroBatcher(lambda items: items).submit([1]))
+
+
+def test_several_workers_run_batches_side_by_side() -> None:
+    both_inside = threading.Barrier(2, timeout=2)
+
+    def meet(items: list[int]) -> list[int]:
+        both_inside.wait()  # breaks (and raises) unless a second batch runs at the same time
+        return items
+
+    async def scenario(workers: int) -> list[list[int]]:
+        batcher = MicroBatcher(meet, max_items=1, max_wait_ms=0, workers=workers)
+        await batcher.start()
+        try:
+            return list(await asyncio.gather(batcher.submit([1]), batcher.submit([2])))
+        finally:
+            await batcher.stop()
+
+    assert run(scenario(2)) == [[1], [2]]
+    both_inside.reset()
+    with pytest.raises(threading.BrokenBarrierError):
+        run(scenario(1))
