@@ -16,12 +16,13 @@ import torch
 
 from models.loader import LoadedModel
 from models.packed_model import PackedModel, PackingUnsupportedError
-from models.packing import PackedRows, pack
+from models.packing import pack
 
 logger = logging.getLogger(__name__)
 
-PACKED_ROW_LENGTH = 128
-"""Token slots per packed row; a longer text widens the rows of its batch to fit it."""
+PACKED_ROW_LENGTH = 64
+"""Token slots per packed row. Short rows keep attention cheap (each slot attends to its whole
+row before the mask applies); texts longer than this share wider rows of their own."""
 
 PACKING_MIN_COSINE = 0.999
 """Packed and padded vectors of a token must agree this well for packing to be used. Both are
@@ -198,20 +199,26 @@ class TokenEncoder:
         ]
 
     def _packed_vectors(self, texts: Sequence[TokenizedText], row_length: int = PACKED_ROW_LENGTH) -> list[np.ndarray]:
+        """Texts that fit ``row_length`` share rows of that length; longer ones share rows as wide
+        as the longest of them, so a few long texts do not widen every row."""
+        vectors: list[np.ndarray] = [np.empty(0)] * len(texts)
+        fits = [len(text) <= row_length for text in texts]
+        for group in ([i for i, f in enumerate(fits) if f], [i for i, f in enumerate(fits) if not f]):
+            if group:
+                width = max(row_length, _round_up(max(len(texts[i]) for i in group)))
+                for i, row in zip(group, self._forward_packed([texts[i] for i in group], width), strict=True):
+                    vectors[i] = row
+        return vectors
+
+    def _forward_packed(self, texts: Sequence[TokenizedText], row_length: int) -> list[np.ndarray]:
         assert self._packed_model is not None
-        if not texts:
-            return []
-        packed = self._packed_rows(texts, row_length)
-        rows_per_pass = max(1, self.batch_tokens // packed.row_length)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        packed = pack([text.ids for text in texts], row_length, pad_id)
+        rows_per_pass = max(1, self.batch_tokens // row_length)
         hidden = [
             self._packed_model(packed, start, start + rows_per_pass) for start in range(0, packed.rows, rows_per_pass)
         ]
         return packed.split(np.concatenate(hidden))
-
-    def _packed_rows(self, texts: Sequence[TokenizedText], row_length: int) -> PackedRows:
-        row_length = max(row_length, _round_up(max(len(text) for text in texts)))
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return pack([text.ids for text in texts], row_length, pad_id)
 
     def _padded_vectors(self, texts: Sequence[TokenizedText]) -> list[np.ndarray]:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -249,7 +256,8 @@ class TokenEncoder:
         padded batches; None (and a warning saying why) otherwise."""
         texts = self.tokenize(_PACKING_CHECK_TEXTS, truncate=True)
         try:
-            self._packed_model = PackedModel.trace(self.loaded.model, self.layer, self._packed_rows(texts[:2], 16))
+            example = pack([text.ids for text in texts[:2]], 32, pad_id=0)
+            self._packed_model = PackedModel.trace(self.loaded.model, self.layer, example)
             packed = self._packed_vectors(texts, row_length=sum(len(text) for text in texts))
         except (PackingUnsupportedError, RuntimeError) as error:
             logger.warning("packing texts is off for %s: the model refused packed inputs (%s)", self.name, error)

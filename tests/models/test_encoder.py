@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.encoder import TextTooLongError, TokenEncoder
+from models.encoder import PACKED_ROW_LENGTH, TextTooLongError, TokenEncoder
 from models.loader import load_encoder_model
 from models.similarity import score_pair
 
@@ -83,7 +83,7 @@ def test_bf16_agrees_with_fp32(encoder: TokenEncoder) -> None:
             assert abs(score_pair(approx[k], approx[k + 1], method).similarity - reference) <= 0.01
 
 
-LONG_TEXT = " ".join(f"word{i}" for i in range(80))  # about 160 tokens: wider than a packed row of 128
+LONG_TEXT = " ".join(f"word{i}" for i in range(80))  # about 160 tokens: wider than a packed row
 
 
 def test_packed_rows_give_the_vectors_of_padded_batches(encoder: TokenEncoder) -> None:
@@ -91,7 +91,7 @@ def test_packed_rows_give_the_vectors_of_padded_batches(encoder: TokenEncoder) -
     packed = TokenEncoder(encoder.loaded, batch_tokens=256)  # several forward passes
     padded = TokenEncoder(encoder.loaded, pack_texts=False)
     assert packed.packing and not padded.packing
-    assert max(len(t) for t in packed.tokenize(texts)) > 128
+    assert max(len(t) for t in packed.tokenize(texts)) > PACKED_ROW_LENGTH
     for a, b in zip(packed.encode(texts), padded.encode(texts), strict=True):
         assert a.tokens == b.tokens
         np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-4)
