@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from fastapi import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from models.similarity import METHODS_WITH_ALIGNMENT, Method
@@ -198,3 +199,9 @@ class LinkResponse(BaseModel):
     model: str = Field(description="The linker model's name.")
     index: str = Field(description="The index directory the names come from.")
     results: list[EntityResult] | list[KbqaResult] = Field(description="Best first.")
+
+
+def json_response(body: BaseModel) -> Response:
+    """``body`` as a JSON response, ``None`` fields left out. Serialized once by pydantic: a route
+    returning the model itself would have FastAPI validate and serialize it a second time."""
+    return Response(body.model_dump_json(exclude_none=True), media_type="application/json")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from asyncio import to_thread
 from collections.abc import Sequence
 
-from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Response
 
 from models.encoder import EncodedText, TextTooLongError, TokenEncoder, TokenizedText
 from models.similarity import rank_candidates, score_pair
@@ -20,6 +20,7 @@ from service.schemas import (
     RankResponse,
     SimilarityRequest,
     SimilarityResponse,
+    json_response,
 )
 
 router = APIRouter(tags=["similarity"])
@@ -52,7 +53,7 @@ async def _encode(
     runtime: Runtime, texts: Sequence[str], locations: Sequence[Location], truncate: bool
 ) -> tuple[list[TokenizedText], list[EncodedText]]:
     """Tokenizes (422 for a text over the limit) and encodes in the shared batch."""
-    tokenized = await run_in_threadpool(_tokenize, runtime.encoder, texts, locations, truncate)
+    tokenized = await to_thread(_tokenize, runtime.encoder, texts, locations, truncate)
     return tokenized, await runtime.encoder_batcher.submit(tokenized)
 
 
@@ -73,7 +74,7 @@ def _truncated_fields(locations: Sequence[Location], tokenized: Sequence[Tokeniz
     responses=ERROR_RESPONSES,
     summary="Score pairs of texts",
 )
-async def similarity(request: SimilarityRequest, runtime: RuntimeDep) -> SimilarityResponse:
+async def similarity(request: SimilarityRequest, runtime: RuntimeDep) -> Response:
     """One result per pair, in order: the distance, the similarity and, with ``alignment``,
     the heaviest token pairs of the transport plan."""
     settings = runtime.settings
@@ -91,16 +92,17 @@ async def similarity(request: SimilarityRequest, runtime: RuntimeDep) -> Similar
         ]
         return [PairResult.model_validate(score, from_attributes=True) for score in scores]
 
-    return SimilarityResponse(
+    response = SimilarityResponse(
         method=request.method,
         model=runtime.encoder.name,
-        results=await run_in_threadpool(score_all),
+        results=await to_thread(score_all),
         truncated=_truncated_fields(locations, tokenized),
     )
+    return json_response(response)
 
 
 @router.post("/similarity/rank", response_model=RankResponse, responses=ERROR_RESPONSES, summary="Rank candidates")
-async def rank(request: RankRequest, runtime: RuntimeDep) -> RankResponse:
+async def rank(request: RankRequest, runtime: RuntimeDep) -> Response:
     """The ``top_k`` candidates most similar to ``source``, best first. For wrd and wmd, the
     centroid and relaxed lower bounds skip exact solves that cannot reach the top k; the result
     is the same as solving every candidate."""
@@ -111,8 +113,8 @@ async def rank(request: RankRequest, runtime: RuntimeDep) -> RankResponse:
     tokenized, encoded = await _encode(runtime, texts, locations, request.truncate)
     skip = _skip_special_tokens(request, runtime)
     top_k = min(request.top_k, len(request.candidates))
-    ranking = await run_in_threadpool(rank_candidates, encoded[0], encoded[1:], request.method, top_k, True, skip)
-    return RankResponse(
+    ranking = await to_thread(rank_candidates, encoded[0], encoded[1:], request.method, top_k, True, skip)
+    response = RankResponse(
         method=request.method,
         model=runtime.encoder.name,
         results=[RankedResult.model_validate(r, from_attributes=True) for r in ranking.results],
@@ -120,3 +122,4 @@ async def rank(request: RankRequest, runtime: RuntimeDep) -> RankResponse:
         exact_solves=ranking.exact_solves,
         pruned=ranking.pruned,
     )
+    return json_response(response)
