@@ -1,26 +1,34 @@
 """End-to-end /similarity throughput over HTTP vs the encoder's raw forward-pass limit, in one run.
 
-1. Reference: the bare Hugging Face forward pass (no code of ours, no server) on the same STS-B
-   dev sentences, tokenized in advance and length-sorted, at each batch size; the best is the
-   encoder's limit. It is measured before and after the server runs, and the higher of the two
-   is used, so noise on the shared machine cannot flatter the ratio.
-2. Our encoder alone, fed in the batches the server would form (no HTTP, no transport).
-3. Ours: a real `simlink serve` on 127.0.0.1 with the same dtype; 16 concurrent clients send
-   STS-B dev pairs, 8 pairs per request (and then 1 pair per request).
+Three things are measured on the same STS-B dev sentences:
 
-Prints pairs/s for each and their ratio to the encoder's limit, and the mean texts per encoder
-batch the server formed (from its /metrics).
+1. **Reference, the encoder's limit**: the bare Hugging Face forward pass (no code of ours, no
+   server), sentences tokenized in advance, sorted by length, padded per batch, torch's default
+   threads. A first sweep picks the best batch size; later measurements use it.
+2. **Our encoder alone**: :class:`models.encoder.TokenEncoder` with the server's default settings
+   (packed rows, as many threads embedding at once as the server has encoder workers), on batches
+   of what 16 requests carry; no HTTP, no transport.
+3. **Ours over HTTP**: a real ``simlink serve`` on 127.0.0.1 with the same dtype; 16 concurrent
+   keep-alive clients (``bench/load_client.py``) send STS-B dev pairs, 8 pairs per request, and
+   then 1 pair per request, and check every answer.
 
-    python bench/http_throughput.py [--dtype bf16] [--clients 16] [--passes 2]
+The machine is shared and its speed drifts by up to 2x within minutes, so the three are measured
+in alternating rounds and each HTTP rate is divided by the reference measured in the same round;
+the table gives medians over the rounds. Also printed: the mean texts per encoder batch the
+server formed (from its /metrics).
+
+    python bench/http_throughput.py [--dtype bf16] [--clients 16] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import statistics
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -28,22 +36,25 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import print_table, stsb_pairs
+from bench.load_client import post_all, prepare_post
 from tests.e2e.server import running_server
 
 BATCH_SIZES = (8, 16, 32, 64, 128)
 
 
-def encoder_limit(texts: list[str], dtype: str) -> tuple[int, float]:
-    """(best batch size, sentences/s) of the bare Hugging Face forward pass, no code of ours: the
-    sentences tokenized in advance, sorted by length, padded per batch (to a multiple of 8)."""
+def reference_forward(texts: list[str], dtype: str) -> Callable[[int], float]:
+    """A function ``batch size -> sentences/s`` of the bare Hugging Face forward pass over ``texts``
+    (tokenized in advance, sorted by length, padded per batch to a multiple of 8)."""
     import torch
 
     from models.loader import load_encoder_model
 
     loaded = load_encoder_model("embedded", dtype)
     ids = sorted(loaded.tokenizer(texts, truncation=True, max_length=256)["input_ids"], key=len)
+    threads = torch.get_num_threads()
 
-    def forward_all(batch_size: int) -> float:
+    def sentences_per_second(batch_size: int) -> float:
+        torch.set_num_threads(threads)
         started = time.perf_counter()
         for start in range(0, len(ids), batch_size):
             batch = loaded.tokenizer.pad(
@@ -53,73 +64,55 @@ def encoder_limit(texts: list[str], dtype: str) -> tuple[int, float]:
                 loaded.model(**batch)
         return len(ids) / (time.perf_counter() - started)
 
-    best = (0, 0.0)
-    for batch_size in BATCH_SIZES:
-        forward_all(batch_size)  # unmeasured: bf16 kernels are built on the first sight of each shape
-        rate = forward_all(batch_size)
-        print(f"  encoder alone, batch {batch_size:4d}: {rate:7.1f} sentences/s", flush=True)
-        best = max(best, (batch_size, rate), key=lambda item: item[1])
-    del loaded
-    gc.collect()
-    return best
+    return sentences_per_second
 
 
-def server_like_rate(texts: list[str], dtype: str, clients: int, per_request: int) -> float:
-    """Sentences/s of our encoder alone (no HTTP, no transport) fed as the server feeds it:
-    batches of what ``clients`` requests carry, in arrival order, with the server's default
-    settings (packing, token slots per forward pass). Second pass timed."""
+def our_encoder(texts: list[str], dtype: str, batch_texts: int) -> Callable[[], float]:
+    """A function ``() -> sentences/s`` of our encoder alone with the server's default settings:
+    batches of ``batch_texts`` in arrival order, embedded by as many threads at once as the server
+    runs encoder workers, each with the server's torch threads."""
     from models.encoder import TokenEncoder
-    from models.loader import load_encoder_model
+    from models.loader import load_encoder_model, set_torch_threads
+    from service.runtime import threads_per_worker
     from service.settings import Settings
 
     settings = Settings()
-    loaded = load_encoder_model("embedded", dtype)
-    encoder = TokenEncoder(loaded, batch_tokens=settings.encoder_batch_tokens, pack_texts=settings.pack_texts)
+    encoder = TokenEncoder(
+        load_encoder_model("embedded", dtype), batch_tokens=settings.encoder_batch_tokens, pack_texts=settings.pack_texts
+    )
     tokenized = encoder.tokenize(texts, truncate=True)
-    batch = clients * per_request * 2
-    for _ in range(2):
+    batches = [tokenized[start : start + batch_texts] for start in range(0, len(tokenized), batch_texts)]
+    workers = settings.encoder_workers
+
+    def sentences_per_second() -> float:
+        set_torch_threads(settings.torch_threads or threads_per_worker(workers))
+        threads = [
+            threading.Thread(target=lambda share: [encoder.embed(batch) for batch in share], args=(batches[k::workers],))
+            for k in range(workers)
+        ]
         started = time.perf_counter()
-        for start in range(0, len(tokenized), batch):
-            encoder.embed(tokenized[start : start + batch])
-        rate = len(tokenized) / (time.perf_counter() - started)
-    del encoder, loaded
-    gc.collect()
-    return rate
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return len(tokenized) / (time.perf_counter() - started)
+
+    return sentences_per_second
 
 
-async def http_rate(base_url: str, pairs: list[tuple[str, str]], per_request: int, clients: int, passes: int) -> float:
-    """Pairs per second with ``clients`` concurrent clients, ``per_request`` pairs per request."""
+def http_rate(base_url: str, pairs: list[tuple[str, str]], per_request: int, clients: int) -> float:
+    """Pairs per second over HTTP with ``clients`` concurrent clients, ``per_request`` pairs per request."""
     bodies = [
         {"pairs": [{"a": a, "b": b} for a, b in pairs[start : start + per_request]], "method": "wrd"}
         for start in range(0, len(pairs), per_request)
-    ] * passes
-    queue: asyncio.Queue[dict] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    scored = 0
-
-    async def client(session: httpx.AsyncClient) -> None:
-        nonlocal scored
-        while not queue.empty():
-            body = queue.get_nowait()
-            response = await session.post(f"{base_url}/similarity", json=body)
-            response.raise_for_status()
-            scored += len(response.json()["results"])
-
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as session:
-        await asyncio.gather(*(session.post(f"{base_url}/similarity", json=b) for b in bodies[:clients]))  # warm pool
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    assert scored == sum(len(b["pairs"]) for b in bodies)
+    ]
+    requests = [prepare_post(base_url, "/similarity", body) for body in bodies]
+    started = time.perf_counter()
+    answers = asyncio.run(post_all(base_url, requests, clients))
+    elapsed = time.perf_counter() - started
+    scored = sum(len(answer["results"]) for answer in answers)
+    assert scored == len(pairs)
     return scored / elapsed
-
-
-async def warm_up(base_url: str, pairs: list[tuple[str, str]], clients: int) -> None:
-    """One unmeasured pass at 8 pairs per request, so the measured passes see the steady state
-    (bf16 CPU kernels are built on the first sight of each batch shape; see bench/bf16.py)."""
-    await http_rate(base_url, pairs, 8, clients, 1)
 
 
 def encoder_batches(base_url: str) -> tuple[float, float]:
@@ -136,40 +129,56 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     pairs = stsb_pairs("dev")
     texts = [text for pair in pairs for text in pair]
     print(f"STS-B dev: {len(pairs)} pairs; dtype {args.dtype}; {args.clients} concurrent clients", flush=True)
-    print("reference, before the server runs:", flush=True)
-    limits = [encoder_limit(texts, args.dtype)]
-    server_like = server_like_rate(texts, args.dtype, args.clients, 8) / 2
-    http_rows = []
+
+    reference = reference_forward(texts, args.dtype)
+    sweep = {}
+    for batch_size in BATCH_SIZES:
+        reference(batch_size)  # unmeasured: bf16 kernels are built on the first sight of each shape
+        sweep[batch_size] = reference(batch_size)
+        print(f"  reference, batch {batch_size:4d}: {sweep[batch_size]:7.1f} sentences/s", flush=True)
+    best_batch = max(sweep, key=sweep.__getitem__)
+    ours_alone = our_encoder(texts, args.dtype, batch_texts=args.clients * 8 * 2)
+    ours_alone()  # unmeasured warm-up
+
+    rows: dict[str, list[tuple[float, float]]] = {"ours alone": [], "http 8": [], "http 1": []}
     with running_server({"SIMLINK_DTYPE": args.dtype, "SIMLINK_LOG_LEVEL": "warning"}) as base_url:
-        asyncio.run(warm_up(base_url, pairs, args.clients))
-        for per_request in (8, 1):
+        http_rate(base_url, pairs, 8, args.clients)  # unmeasured warm-up
+        for round_number in range(1, args.rounds + 1):
+            limit = reference(best_batch) / 2  # two sentences per pair
+            rows["ours alone"].append((ours_alone() / 2, limit))
             texts_before, batches_before = encoder_batches(base_url)
-            rate = asyncio.run(http_rate(base_url, pairs, per_request, args.clients, args.passes))
+            rows["http 8"].append((http_rate(base_url, pairs, 8, args.clients), limit))
             texts_after, batches_after = encoder_batches(base_url)
+            rows["http 1"].append((http_rate(base_url, pairs, 1, args.clients), limit))
             mean_batch = (texts_after - texts_before) / (batches_after - batches_before)
-            http_rows.append((per_request, rate))
-            print(f"  HTTP, {per_request} pair(s)/request: {rate:.1f} pairs/s; {mean_batch:.0f} texts per encoder batch")
-    print("reference again, after the server stopped:", flush=True)
-    limits.append(encoder_limit(texts, args.dtype))
-    batch_size, sentences_per_second = max(limits, key=lambda item: item[1])
-    limit = sentences_per_second / 2  # two sentences per pair
-    rows = [
-        (f"Hugging Face forward alone, batch {batch_size}, length-sorted: the limit (best of 2)", f"{limit:.1f}", "1.00"),
-        (
-            f"our encoder alone, batched as the server batches {args.clients} x 8 pairs (no HTTP, no transport)",
-            f"{server_like:.1f}",
-            f"{server_like / limit:.2f}",
-        ),
-    ]
-    for per_request, rate in http_rows:
-        rows.append((f"POST /similarity over HTTP, {per_request} pair(s)/request", f"{rate:.1f}", f"{rate / limit:.2f}"))
+            print(
+                f"  round {round_number}: limit {limit:.1f} pairs/s; ours alone {rows['ours alone'][-1][0]:.1f}; "
+                f"HTTP 8/request {rows['http 8'][-1][0]:.1f} ({mean_batch:.0f} texts per encoder batch); "
+                f"HTTP 1/request {rows['http 1'][-1][0]:.1f}",
+                flush=True,
+            )
+
+    def median_row(label: str, key: str) -> tuple[str, str, str, str]:
+        rates = [rate for rate, _ in rows[key]]
+        ratios = [rate / limit for rate, limit in rows[key]]
+        return (label, f"{statistics.median(rates):.1f}", f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}–{max(ratios):.2f}")
+
+    limits = [limit for _, limit in rows["http 8"]]
     print()
-    print_table(["path (wrd, " + args.dtype + ")", "pairs/s", "ratio to encoder limit"], rows)
+    print_table(
+        [f"path (wrd, {args.dtype}), median of {args.rounds} rounds", "pairs/s", "ratio to limit", "ratio range"],
+        [
+            (f"Hugging Face forward alone, batch {best_batch}, length-sorted: the limit", f"{statistics.median(limits):.1f}", "1.00", ""),
+            median_row(f"our encoder alone, batches of {args.clients} x 8 pairs (no HTTP, no transport)", "ours alone"),
+            median_row("POST /similarity over HTTP, 8 pairs/request", "http 8"),
+            median_row("POST /similarity over HTTP, 1 pair/request", "http 1"),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""A lean HTTP/1.1 load generator: keep-alive connections sending prepared JSON POSTs.
+
+The benchmarks run the clients on the same few cores as the server they measure, so every
+millisecond a client spends building and parsing requests is taken from the server. A
+general-purpose client (httpx) costs about 2.5 ms of CPU per request here; this one sends bytes
+prepared in advance and reads each response by its Content-Length, so the cores go to the server.
+Each response's status is checked and its JSON body is parsed and returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+
+class ResponseError(RuntimeError):
+    """The server answered with a status other than 200."""
+
+
+def prepare_post(base_url: str, path: str, body: dict) -> bytes:
+    """The raw bytes of ``POST path`` with ``body`` as JSON, for a keep-alive connection."""
+    payload = json.dumps(body).encode()
+    host = urlsplit(base_url).netloc
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
+async def _read_response(reader: asyncio.StreamReader) -> dict:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+    length = int(next(v for k, v in headers.items() if k.strip().lower() == "content-length"))
+    body = await reader.readexactly(length)
+    if status != 200:
+        raise ResponseError(f"HTTP {status}: {body[:300]!r}")
+    return json.loads(body)
+
+
+async def post_all(base_url: str, requests: Sequence[bytes], clients: int) -> list[dict]:
+    """Sends ``requests`` over ``clients`` concurrent keep-alive connections, each taking the next
+    unsent request as soon as its previous answer is in; returns the parsed answers in order."""
+    address = urlsplit(base_url)
+    answers: list[dict | None] = [None] * len(requests)
+    next_index = iter(range(len(requests)))
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(address.hostname, address.port)
+        try:
+            for i in next_index:
+                writer.write(requests[i])
+                answers[i] = await _read_response(reader)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return answers  # type: ignore[return-value]
