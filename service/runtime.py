@@ -56,7 +56,7 @@ def build_encoder(settings: Settings) -> TokenEncoder:
     Raises :class:`models.loader.ModelLoadError` naming the path when the model is missing
     or cannot be loaded, and ``ValueError`` for a layer or token limit the model lacks.
     """
-    set_torch_threads(settings.torch_threads or threads_per_worker(settings.encoder_workers))
+    set_torch_threads(settings.torch_threads)
     loaded = load_encoder_model(settings.model, settings.dtype)
     return TokenEncoder(loaded, settings.layer, settings.max_tokens, settings.encoder_batch_tokens, settings.pack_texts)
 
@@ -78,7 +78,10 @@ def build_linker(settings: Settings) -> LinkingEngine | None:
 
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     """Builds the encoder (see :func:`build_encoder`) and the linker (see :func:`build_linker`),
-    warms the encoder up and wires the batchers."""
+    warms the encoder up and wires the batchers. Unless ``torch_threads`` is set, the cores are
+    shared out among the encoder workers (torch's thread count is one per process, so the linker
+    uses the same)."""
+    set_torch_threads(settings.torch_threads or threads_per_worker(settings.encoder_workers))
     encoder = build_encoder(settings)
     encoder.warm_up()
     logger.info("encoder ready: %s", encoder.loaded.describe())

@@ -35,7 +35,10 @@ class Settings(BaseSettings):
         "fp32", description="Weights' precision. bf16 is faster on CPUs with AVX512-BF16/AMX."
     )
     torch_threads: int | None = Field(
-        None, ge=1, description="CPU threads per forward pass (default: the cores divided among the encoder workers)."
+        None,
+        ge=1,
+        description="CPU threads per forward pass (default: the server divides the cores among its encoder "
+        "workers; other commands use torch's default).",
     )
     max_tokens: int = Field(256, ge=2, description="Most tokens per text, [CLS]/[SEP] included.")
     skip_special_tokens: bool = Field(False, description="Default for leaving [CLS]/[SEP] out of the transport.")

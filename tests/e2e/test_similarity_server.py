@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -130,6 +131,10 @@ def test_health_info_metrics_and_docs(server: str) -> None:
     info = httpx.get(f"{server}/info").json()
     assert info["encoder"]["source"] == "embedded" and info["encoder"]["dtype"] == "fp32"
     assert info["limits"]["max_pairs"] == 8 and "wrd" in info["methods"]
+    batching = info["batching"]
+    assert batching["packing"] is True and batching["encoder_workers"] == 2
+    assert batching["torch_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # cores shared by the workers
+    assert post(server, "/similarity", {"pairs": PAIRS[:1]}).status_code == 200  # so the counters exist
     metrics = httpx.get(f"{server}/metrics").text
     assert 'simlink_http_requests_total{route="/similarity",status="200"}' in metrics
     assert "simlink_model_batch_items_count" in metrics
