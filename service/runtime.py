@@ -7,6 +7,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from threadpoolctl import threadpool_limits
+
 from models.encoder import EncodedText, TokenEncoder, TokenizedText
 from models.linking import LinkingEngine, LinkQuery, Matches
 from models.loader import ModelLoadError, load_encoder_model, set_torch_threads
@@ -42,6 +44,18 @@ class Runtime:
             await batcher.stop()
         if self.linker is not None:
             self.linker.index.close()
+
+
+def keep_helpers_on_one_thread() -> None:
+    """Runs NumPy/SciPy's BLAS and the tokenizer on the calling thread only.
+
+    Their work in a request is small (a 16 x 384 matrix product, a few short texts), too small to
+    gain from threads, and their idle pool threads spin-wait on the cores the forward passes need:
+    under load, BLAS's pool alone took 13 % of a core. Process-wide, so it is set when the server
+    is built, not by the engines.
+    """
+    threadpool_limits(1, user_api="blas")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def threads_per_worker(workers: int) -> int:
@@ -82,6 +96,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     shared out among the encoder workers (torch's thread count is one per process, so the linker
     uses the same)."""
     set_torch_threads(settings.torch_threads or threads_per_worker(settings.encoder_workers))
+    keep_helpers_on_one_thread()
     encoder = build_encoder(settings)
     encoder.warm_up()
     logger.info("encoder ready: %s", encoder.loaded.describe())

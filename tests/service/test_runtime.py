@@ -1,0 +1,28 @@
+"""Process wiring done when a server is built: thread counts for torch and the helper libraries."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from service.runtime import keep_helpers_on_one_thread, threads_per_worker
+
+
+def test_helpers_are_kept_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    np.ones((2, 2)) @ np.ones((2, 2))  # BLAS loaded
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # restored after the test
+    with threadpool_limits(limits=None):  # restores BLAS's own thread counts on exit
+        keep_helpers_on_one_thread()
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and all(threads == 1 for threads in blas)
+        assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+
+
+def test_cores_are_shared_out_among_workers() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert threads_per_worker(1) == cores
+    assert threads_per_worker(cores) == 1
+    assert threads_per_worker(cores * 4) == 1  # never zero
