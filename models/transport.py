@@ -56,10 +56,14 @@ def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
     return matrix
 
 
+def row_norms(x: np.ndarray) -> np.ndarray:
+    """``(n, d) -> (n,)``: the euclidean length of each row."""
+    return np.sqrt(np.einsum("ij,ij->i", x, x))
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """``(n, d) -> (n, d)``: each row scaled to length 1 (zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, _EPS)
+    return x / np.maximum(row_norms(x), _EPS)[:, None]
 
 
 def uniform_masses(x: np.ndarray) -> np.ndarray:
@@ -73,7 +77,7 @@ def norm_masses(x: np.ndarray) -> np.ndarray:
     Contextual embeddings put larger norms on more informative tokens, which is why WRD
     weighs tokens this way. Falls back to uniform masses if every vector is zero.
     """
-    norms = np.linalg.norm(x, axis=1)
+    norms = row_norms(x)
     total = norms.sum()
     if total <= _EPS:
         return uniform_masses(x)
@@ -87,7 +91,9 @@ def euclidean_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def cosine_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``(n, d), (m, d) -> (n, m)``: ``1 - cos(x_i, y_j)``, clipped to ``[0, 2]``."""
-    return np.clip(1.0 - unit_rows(x) @ unit_rows(y).T, 0.0, 2.0)
+    cost = unit_rows(x) @ unit_rows(y).T
+    np.subtract(1.0, cost, out=cost)
+    return np.clip(cost, 0.0, 2.0, out=cost)
 
 
 def _euclidean_centroid(x: np.ndarray) -> np.ndarray:
