@@ -13,8 +13,8 @@ Three things are measured on the same STS-B dev sentences:
    then 1 pair per request, and check every answer.
 
 The machine is shared and its speed drifts by up to 2x within minutes, so the three are measured
-in alternating rounds and each HTTP rate is divided by the reference measured in the same round;
-the table gives medians over the rounds. Also printed: the mean texts per encoder batch the
+in rounds, with the reference measured before and after each of them; each rate is divided by
+the mean of the two references around it, and the table gives medians over the rounds. Also printed: the mean texts per encoder batch the
 server formed (from its /metrics).
 
     python bench/http_throughput.py [--dtype bf16] [--clients 16] [--rounds 5]
@@ -149,17 +149,26 @@ def main() -> None:
     with running_server({"SIMLINK_DTYPE": args.dtype, "SIMLINK_LOG_LEVEL": "warning"}) as base_url:
         http_rate(base_url, pairs, 8, args.clients)  # unmeasured warm-up
         for round_number in range(1, args.rounds + 1):
-            limit = reference(best_batch) / 2  # two sentences per pair
-            rows["ours alone"].append((ours_alone() / 2, limit))
-            texts_before, batches_before = encoder_batches(base_url)
-            rows["http 8"].append((http_rate(base_url, pairs, 8, args.clients), limit))
-            texts_after, batches_after = encoder_batches(base_url)
-            rows["http 1"].append((http_rate(base_url, pairs, 1, args.clients), limit))
-            mean_batch = (texts_after - texts_before) / (batches_after - batches_before)
+            limit_before = reference(best_batch) / 2  # two sentences per pair
+            measured = {}
+            for key, measure in (
+                ("http 8", lambda: http_rate(base_url, pairs, 8, args.clients)),
+                ("ours alone", lambda: ours_alone() / 2),
+                ("http 1", lambda: http_rate(base_url, pairs, 1, args.clients)),
+            ):
+                texts_before, batches_before = encoder_batches(base_url)
+                measured[key] = measure()
+                texts_after, batches_after = encoder_batches(base_url)
+                if key == "http 8":
+                    mean_batch = (texts_after - texts_before) / (batches_after - batches_before)
+                limit_after = reference(best_batch) / 2
+                rows[key].append((measured[key], (limit_before + limit_after) / 2))
+                limit_before = limit_after
             print(
-                f"  round {round_number}: limit {limit:.1f} pairs/s; ours alone {rows['ours alone'][-1][0]:.1f}; "
-                f"HTTP 8/request {rows['http 8'][-1][0]:.1f} ({mean_batch:.0f} texts per encoder batch); "
-                f"HTTP 1/request {rows['http 1'][-1][0]:.1f}",
+                f"  round {round_number}: HTTP 8/request {measured['http 8']:.1f} pairs/s "
+                f"(limit {rows['http 8'][-1][1]:.1f}; {mean_batch:.0f} texts per encoder batch); "
+                f"ours alone {measured['ours alone']:.1f} (limit {rows['ours alone'][-1][1]:.1f}); "
+                f"HTTP 1/request {measured['http 1']:.1f} (limit {rows['http 1'][-1][1]:.1f})",
                 flush=True,
             )
 
