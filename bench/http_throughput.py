@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import httpx
@@ -40,6 +43,9 @@ from bench.load_client import post_all, prepare_post
 from tests.e2e.server import running_server
 
 BATCH_SIZES = (8, 16, 32, 64, 128)
+OUR_BATCH_TEXTS = 64
+"""Texts per batch for our encoder alone: about what the server's batches hold under this load
+(the script prints the server's mean)."""
 
 
 def reference_forward(texts: list[str], dtype: str) -> Callable[[int], float]:
@@ -86,18 +92,68 @@ def our_encoder(texts: list[str], dtype: str, batch_texts: int) -> Callable[[], 
 
     def sentences_per_second() -> float:
         set_torch_threads(settings.torch_threads or threads_per_worker(workers))
-        threads = [
-            threading.Thread(target=lambda share: [encoder.embed(batch) for batch in share], args=(batches[k::workers],))
-            for k in range(workers)
-        ]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return len(tokenized) / (time.perf_counter() - started)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            started = time.perf_counter()
+            shares = [pool.submit(lambda share: [encoder.embed(b) for b in share], batches[k::workers]) for k in range(workers)]
+            for share in shares:
+                share.result()  # re-raises an error in a worker
+            return len(tokenized) / (time.perf_counter() - started)
 
     return sentences_per_second
+
+
+def _reference_process(texts: list[str], dtype: str, batch_size: int, orders: Connection) -> None:
+    """One process of :func:`reference_in_processes`: one torch thread; on each order, one timed
+    pass over its texts (tokenized in advance, sorted by length); sends back the seconds."""
+    import torch
+
+    from models.loader import load_encoder_model
+
+    torch.set_num_threads(1)
+    loaded = load_encoder_model("embedded", dtype)
+    ids = sorted(loaded.tokenizer(texts, truncation=True, max_length=256)["input_ids"], key=len)
+    batches = [
+        loaded.tokenizer.pad({"input_ids": ids[start : start + batch_size]}, pad_to_multiple_of=8, return_tensors="pt")
+        for start in range(0, len(ids), batch_size)
+    ]
+    orders.send("ready")
+    while orders.recv() == "run":
+        started = time.perf_counter()
+        with torch.inference_mode():
+            for batch in batches:
+                loaded.model(**batch)
+        orders.send(time.perf_counter() - started)
+
+
+@contextmanager
+def reference_in_processes(texts: list[str], dtype: str, processes: int, batch_size: int) -> Iterator[Callable[[], float]]:
+    """The bare Hugging Face forward pass run the way our server runs its passes: ``processes``
+    processes with one torch thread each, each over its share of ``texts``, all at once. Yields a
+    function ``() -> sentences/s`` (all texts over the slowest process's time)."""
+    context = multiprocessing.get_context("spawn")
+    links = [context.Pipe() for _ in range(processes)]
+    workers = [
+        context.Process(target=_reference_process, args=(texts[k::processes], dtype, batch_size, child), daemon=True)
+        for k, (_, child) in enumerate(links)
+    ]
+    for worker in workers:
+        worker.start()
+    for parent, _ in links:
+        assert parent.recv() == "ready"
+
+    def sentences_per_second() -> float:
+        for parent, _ in links:
+            parent.send("run")
+        return len(texts) / max(parent.recv() for parent, _ in links)
+
+    try:
+        sentences_per_second()  # unmeasured: kernels for each shape are built on first sight
+        yield sentences_per_second
+    finally:
+        for parent, _ in links:
+            parent.send("stop")
+        for worker in workers:
+            worker.join(timeout=30)
 
 
 def http_rate(base_url: str, pairs: list[tuple[str, str]], per_request: int, clients: int) -> float:
@@ -125,14 +181,41 @@ def encoder_batches(base_url: str) -> tuple[float, float]:
     return values["sum"], values["count"]
 
 
+def measure_rounds(
+    rounds: int, limit: Callable[[], float], paths: dict[str, Callable[[], float]]
+) -> dict[str, list[tuple[float, float]]]:
+    """``rounds`` times, each path in turn, with ``limit()`` measured before and after each: for
+    every path, a list of (its rate, the mean of the two limits around it). Rates in pairs/s."""
+    rows: dict[str, list[tuple[float, float]]] = {key: [] for key in paths}
+    for round_number in range(1, rounds + 1):
+        before = limit()
+        for key, measure in paths.items():
+            rate = measure()
+            after = limit()
+            rows[key].append((rate, (before + after) / 2))
+            before = after
+        print(f"  round {round_number}: " + "; ".join(f"{k} {v[-1][0]:.1f} (limit {v[-1][1]:.1f})" for k, v in rows.items()), flush=True)
+    return rows
+
+
+def median_row(label: str, measurements: list[tuple[float, float]]) -> tuple[str, str, str, str]:
+    """A table row: the median rate, the median ratio to the limit, and the ratios' range."""
+    ratios = [rate / limit for rate, limit in measurements]
+    median_rate = statistics.median(rate for rate, _ in measurements)
+    return (label, f"{median_rate:.1f}", f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}–{max(ratios):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    from service.settings import Settings
+
     pairs = stsb_pairs("dev")
     texts = [text for pair in pairs for text in pair]
+    workers = Settings().encoder_workers
     print(f"STS-B dev: {len(pairs)} pairs; dtype {args.dtype}; {args.clients} concurrent clients", flush=True)
 
     reference = reference_forward(texts, args.dtype)
@@ -142,50 +225,46 @@ def main() -> None:
         sweep[batch_size] = reference(batch_size)
         print(f"  reference, batch {batch_size:4d}: {sweep[batch_size]:7.1f} sentences/s", flush=True)
     best_batch = max(sweep, key=sweep.__getitem__)
-    ours_alone = our_encoder(texts, args.dtype, batch_texts=args.clients * 8 * 2)
+    ours_alone = our_encoder(texts, args.dtype, batch_texts=OUR_BATCH_TEXTS)
     ours_alone()  # unmeasured warm-up
 
-    rows: dict[str, list[tuple[float, float]]] = {"ours alone": [], "http 8": [], "http 1": []}
-    with running_server({"SIMLINK_DTYPE": args.dtype, "SIMLINK_LOG_LEVEL": "warning"}) as base_url:
-        http_rate(base_url, pairs, 8, args.clients)  # unmeasured warm-up
-        for round_number in range(1, args.rounds + 1):
-            limit_before = reference(best_batch) / 2  # two sentences per pair
-            measured = {}
-            for key, measure in (
-                ("http 8", lambda: http_rate(base_url, pairs, 8, args.clients)),
-                ("ours alone", lambda: ours_alone() / 2),
-                ("http 1", lambda: http_rate(base_url, pairs, 1, args.clients)),
-            ):
-                texts_before, batches_before = encoder_batches(base_url)
-                measured[key] = measure()
-                texts_after, batches_after = encoder_batches(base_url)
-                if key == "http 8":
-                    mean_batch = (texts_after - texts_before) / (batches_after - batches_before)
-                limit_after = reference(best_batch) / 2
-                rows[key].append((measured[key], (limit_before + limit_after) / 2))
-                limit_before = limit_after
-            print(
-                f"  round {round_number}: HTTP 8/request {measured['http 8']:.1f} pairs/s "
-                f"(limit {rows['http 8'][-1][1]:.1f}; {mean_batch:.0f} texts per encoder batch); "
-                f"ours alone {measured['ours alone']:.1f} (limit {rows['ours alone'][-1][1]:.1f}); "
-                f"HTTP 1/request {measured['http 1']:.1f} (limit {rows['http 1'][-1][1]:.1f})",
-                flush=True,
-            )
+    server_env = {"SIMLINK_DTYPE": args.dtype, "SIMLINK_LOG_LEVEL": "warning"}
+    with reference_in_processes(texts, args.dtype, workers, best_batch) as in_processes, running_server(server_env) as url:
+        http_rate(url, pairs, 8, args.clients)  # unmeasured warm-up
+        batch_means: list[float] = []
 
-    def median_row(label: str, key: str) -> tuple[str, str, str, str]:
-        rates = [rate for rate, _ in rows[key]]
-        ratios = [rate / limit for rate, limit in rows[key]]
-        return (label, f"{statistics.median(rates):.1f}", f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}–{max(ratios):.2f}")
+        def eight_per_request() -> float:
+            texts_before, batches_before = encoder_batches(url)
+            rate = http_rate(url, pairs, 8, args.clients)
+            texts_after, batches_after = encoder_batches(url)
+            batch_means.append((texts_after - texts_before) / (batches_after - batches_before))
+            return rate
 
-    limits = [limit for _, limit in rows["http 8"]]
+        rows = measure_rounds(
+            args.rounds,
+            limit=lambda: reference(best_batch) / 2,  # two sentences per pair
+            paths={
+                "HTTP 8/request": eight_per_request,
+                "HTTP 1/request": lambda: http_rate(url, pairs, 1, args.clients),
+                f"HF forward in {workers} processes": lambda: in_processes() / 2,
+                "our encoder alone": lambda: ours_alone() / 2,
+            },
+        )
+    print(f"  at 8 pairs/request, the server's encoder batches held {statistics.mean(batch_means):.0f} texts on average")
+
+    limits = [limit for _, limit in rows["HTTP 8/request"]]
     print()
     print_table(
         [f"path (wrd, {args.dtype}), median of {args.rounds} rounds", "pairs/s", "ratio to limit", "ratio range"],
         [
-            (f"Hugging Face forward alone, batch {best_batch}, length-sorted: the limit", f"{statistics.median(limits):.1f}", "1.00", ""),
-            median_row(f"our encoder alone, batches of {args.clients} x 8 pairs (no HTTP, no transport)", "ours alone"),
-            median_row("POST /similarity over HTTP, 8 pairs/request", "http 8"),
-            median_row("POST /similarity over HTTP, 1 pair/request", "http 1"),
+            (f"Hugging Face forward, batch {best_batch}, length-sorted, torch's threads: the limit", f"{statistics.median(limits):.1f}", "1.00", ""),
+            median_row(
+                f"Hugging Face forward, batch {best_batch}, length-sorted, {workers} processes x 1 thread",
+                rows[f"HF forward in {workers} processes"],
+            ),
+            median_row(f"our encoder alone, batches of {OUR_BATCH_TEXTS} texts (no HTTP, no transport)", rows["our encoder alone"]),
+            median_row("POST /similarity over HTTP, 8 pairs/request", rows["HTTP 8/request"]),
+            median_row("POST /similarity over HTTP, 1 pair/request", rows["HTTP 1/request"]),
         ],
     )
 
