@@ -34,9 +34,11 @@ _PACKING_CHECK_TEXTS = (
     "Two dogs run.",
     "The committee postponed its decision on the new budget until next spring.",
 )
+_PACKING_CHECK_LONG_TEXT = " ".join(["the longer texts get wider rows of their own"] * 9)
 
 
 def _round_up(length: int, multiple: int = 8) -> int:
+    """``length`` rounded up to a multiple of ``multiple`` (fewer distinct tensor shapes)."""
     return -(-length // multiple) * multiple
 
 
@@ -136,7 +138,6 @@ class TokenEncoder:
         self.layer = layer
         self.max_tokens = max_tokens
         self.batch_tokens = batch_tokens
-        self._packed_model: PackedModel | None = None
         self._packed_model = self._packed_model_if_exact() if pack_texts else None
 
     @property
@@ -186,7 +187,10 @@ class TokenEncoder:
 
     def embed(self, texts: Sequence[TokenizedText]) -> list[EncodedText]:
         """Runs the encoder over tokenized texts, ``batch_tokens`` slots per forward pass; keeps input order."""
-        vectors = self._packed_vectors(texts) if self.packing else self._padded_vectors(texts)
+        if self._packed_model is not None:
+            vectors = self._packed_vectors(texts, self._packed_model)
+        else:
+            vectors = self._padded_vectors(texts)
         return [
             EncodedText(
                 vectors=row,
@@ -198,25 +202,27 @@ class TokenEncoder:
             for text, row in zip(texts, vectors, strict=True)
         ]
 
-    def _packed_vectors(self, texts: Sequence[TokenizedText], row_length: int = PACKED_ROW_LENGTH) -> list[np.ndarray]:
-        """Texts that fit ``row_length`` share rows of that length; longer ones share rows as wide
-        as the longest of them, so a few long texts do not widen every row."""
+    def _packed_vectors(self, texts: Sequence[TokenizedText], model: PackedModel) -> list[np.ndarray]:
+        """Texts that fit :data:`PACKED_ROW_LENGTH` share rows of that length; longer ones share
+        rows as wide as the longest of them, so a few long texts do not widen every row."""
         vectors: list[np.ndarray] = [np.empty(0)] * len(texts)
-        fits = [len(text) <= row_length for text in texts]
+        fits = [len(text) <= PACKED_ROW_LENGTH for text in texts]
         for group in ([i for i, f in enumerate(fits) if f], [i for i, f in enumerate(fits) if not f]):
             if group:
-                width = max(row_length, _round_up(max(len(texts[i]) for i in group)))
-                for i, row in zip(group, self._forward_packed([texts[i] for i in group], width), strict=True):
+                width = max(PACKED_ROW_LENGTH, _round_up(max(len(texts[i]) for i in group)))
+                rows = self._forward_packed([texts[i] for i in group], width, model)
+                for i, row in zip(group, rows, strict=True):
                     vectors[i] = row
         return vectors
 
-    def _forward_packed(self, texts: Sequence[TokenizedText], row_length: int) -> list[np.ndarray]:
-        assert self._packed_model is not None
+    def _forward_packed(self, texts: Sequence[TokenizedText], row_length: int, model: PackedModel) -> list[np.ndarray]:
+        """Each text's vectors, the texts packed into rows of ``row_length`` slots and run
+        ``batch_tokens`` slots per forward pass."""
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         packed = pack([text.ids for text in texts], row_length, pad_id)
         rows_per_pass = max(1, self.batch_tokens // row_length)
         hidden = [
-            self._packed_model(packed, start, start + rows_per_pass) for start in range(0, packed.rows, rows_per_pass)
+            model(packed, start, start + rows_per_pass) for start in range(0, packed.rows, rows_per_pass)
         ]
         return packed.split(np.concatenate(hidden))
 
@@ -253,12 +259,13 @@ class TokenEncoder:
 
     def _packed_model_if_exact(self) -> PackedModel | None:
         """The traced packed forward pass, if it gives this model's texts the vectors they get in
-        padded batches; None (and a warning saying why) otherwise."""
-        texts = self.tokenize(_PACKING_CHECK_TEXTS, truncate=True)
+        padded batches; None (and a warning saying why) otherwise. Checked on rows of two widths,
+        several rows each, none of the shape the trace was made on."""
+        texts = self.tokenize([*_PACKING_CHECK_TEXTS * 3, _PACKING_CHECK_LONG_TEXT], truncate=True)
+        example = pack([text.ids for text in texts[:2]], 32, pad_id=0)
         try:
-            example = pack([text.ids for text in texts[:2]], 32, pad_id=0)
-            self._packed_model = PackedModel.trace(self.loaded.model, self.layer, example)
-            packed = self._packed_vectors(texts, row_length=sum(len(text) for text in texts))
+            packed_model = PackedModel.trace(self.loaded.model, self.layer, example)
+            packed = self._packed_vectors(texts, packed_model)
         except (PackingUnsupportedError, RuntimeError) as error:
             logger.warning("packing texts is off for %s: the model refused packed inputs (%s)", self.name, error)
             return None
@@ -266,7 +273,7 @@ class TokenEncoder:
         if any(_cosines(a, b).min() < PACKING_MIN_COSINE for a, b in zip(padded, packed, strict=True)):
             logger.warning("packing texts is off for %s: packed and padded token vectors differ", self.name)
             return None
-        return self._packed_model
+        return packed_model
 
     def encode(self, texts: Sequence[str], truncate: bool = False) -> list[EncodedText]:
         """Tokenizes and embeds ``texts`` in one call (see :meth:`tokenize` and :meth:`embed`)."""

@@ -21,7 +21,7 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-@dataclass
+@dataclass(eq=False)  # jobs are told apart by identity (kept in a set)
 class _Job(Generic[In, Out]):
     items: Sequence[In]
     future: asyncio.Future[list[Out]] = field(repr=False)
@@ -54,6 +54,7 @@ class MicroBatcher(Generic[In, Out]):
         self._worker_count = workers
         self._queue: asyncio.Queue[_Job[In, Out]] | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._taken: set[_Job[In, Out]] = set()  # off the queue, not yet answered
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -65,19 +66,26 @@ class MicroBatcher(Generic[In, Out]):
         ]
 
     async def stop(self) -> None:
-        """Stops the workers; requests still queued fail with a clear error."""
+        """Stops the workers; requests queued or in a running batch fail with a clear error, and
+        later submissions are refused. Waits (without blocking the event loop) for running
+        batches to finish."""
         for worker in self._workers:
             worker.cancel()
         for worker in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         self._workers = []
+        unfinished = list(self._taken)
         while self._queue is not None and not self._queue.empty():
-            job = self._queue.get_nowait()
+            unfinished.append(self._queue.get_nowait())
+        self._queue = None
+        self._taken.clear()
+        for job in unfinished:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the server is shutting down"))
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            await asyncio.to_thread(self._executor.shutdown, True)
+            self._executor = None
 
     async def submit(self, items: Sequence[In]) -> list[Out]:
         """Queues ``items`` and waits for their outputs."""
@@ -92,8 +100,15 @@ class MicroBatcher(Generic[In, Out]):
     async def _run(self) -> None:
         assert self._queue is not None
         while True:
-            jobs = await self._gather(await self._queue.get())
+            jobs = await self._gather(await self._take())
             await self._execute(jobs)
+            self._taken.difference_update(jobs)
+
+    async def _take(self) -> _Job[In, Out]:
+        assert self._queue is not None
+        job = await self._queue.get()
+        self._taken.add(job)
+        return job
 
     async def _gather(self, first: _Job[In, Out]) -> list[_Job[In, Out]]:
         assert self._queue is not None
@@ -103,12 +118,13 @@ class MicroBatcher(Generic[In, Out]):
         while count < self._max_items:
             try:
                 job = self._queue.get_nowait()
+                self._taken.add(job)
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 try:
-                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                    job = await asyncio.wait_for(self._take(), remaining)
                 except TimeoutError:
                     break
             jobs.append(job)

@@ -28,6 +28,7 @@ class Runtime:
     encoder: TokenEncoder
     encoder_batcher: MicroBatcher[TokenizedText, EncodedText]
     metrics: Metrics
+    encoder_workers: int = 1
     linker: LinkingEngine | None = None
     link_batcher: MicroBatcher[LinkQuery, Matches] | None = None
     started_at: float = field(default_factory=time.time)
@@ -54,12 +55,15 @@ def keep_helpers_on_one_thread() -> None:
     under load, BLAS's pool alone took 13 % of a core. Process-wide, so it is set when the server
     is built, not by the engines.
     """
+    import scipy.linalg  # noqa: F401  (loads SciPy's own BLAS, so that the limit covers it too)
+
     threadpool_limits(1, user_api="blas")
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def threads_per_worker(workers: int) -> int:
-    """The CPU cores this process may use, shared out among ``workers`` concurrent forward passes."""
+    """The CPU cores this process may use, shared out among ``workers`` concurrent forward passes
+    (server processes times encoder workers, when several processes share the cores)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // workers)
 
@@ -90,14 +94,29 @@ def build_linker(settings: Settings) -> LinkingEngine | None:
     return LinkingEngine.open(model, settings.link_index, settings.max_link_input_tokens)
 
 
+def encoder_workers(settings: Settings, encoder: TokenEncoder) -> int:
+    """How many encoder batches run at once: ``encoder_workers`` when texts are packed (a traced
+    forward pass that releases Python's lock), else one. The padded fallback runs op by op and
+    takes the lock back after each op, so a second worker would mostly wait; it gets all the
+    cores for its one forward pass instead (unless ``torch_threads`` is set)."""
+    if encoder.packing:
+        return settings.encoder_workers
+    if settings.encoder_workers > 1:
+        logger.warning("encoder %s is not packed: running one encoder worker, not %d", encoder.name, settings.encoder_workers)
+    if settings.torch_threads is None:
+        set_torch_threads(threads_per_worker(settings.workers))
+    return 1
+
+
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     """Builds the encoder (see :func:`build_encoder`) and the linker (see :func:`build_linker`),
     warms the encoder up and wires the batchers. Unless ``torch_threads`` is set, the cores are
-    shared out among the encoder workers (torch's thread count is one per process, so the linker
-    uses the same)."""
-    set_torch_threads(settings.torch_threads or threads_per_worker(settings.encoder_workers))
+    shared out among the server processes and their encoder workers (torch's thread count is one
+    per process, so the linker uses the same)."""
     keep_helpers_on_one_thread()
+    set_torch_threads(settings.torch_threads or threads_per_worker(settings.workers * settings.encoder_workers))
     encoder = build_encoder(settings)
+    workers = encoder_workers(settings, encoder)
     encoder.warm_up()
     logger.info("encoder ready: %s", encoder.loaded.describe())
     batch_sizes = metrics.batch_size.labels("encoder")
@@ -107,7 +126,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         max_wait_ms=settings.batch_wait_ms,
         on_batch=batch_sizes.observe,
         name="encoder-batcher",
-        workers=settings.encoder_workers,
+        workers=workers,
     )
     linker = build_linker(settings)
     link_batcher: MicroBatcher[LinkQuery, Matches] | None = None
@@ -124,6 +143,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         settings=settings,
         encoder=encoder,
         encoder_batcher=batcher,
+        encoder_workers=workers,
         metrics=metrics,
         linker=linker,
         link_batcher=link_batcher,

@@ -98,3 +98,26 @@ def tiny_linker(tmp_path_factory: pytest.TempPathFactory) -> TinyLinker:
     train(model, examples, root / "model", config)
     build_index(KbSources(entities_path, facts_path), root / "index", model)
     return TinyLinker(entities_path, facts_path, root / "model", root / "index")
+
+
+def save_tiny_roberta(directory: Path) -> Path:
+    """A tiny randomly initialised RoBERTa with the embedded BERT tokenizer, saved to ``directory``:
+    an encoder whose positions start after the padding index, so packed rows (positions from 0)
+    give it other vectors than padded batches."""
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    from models.loader import embedded_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=300,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    RobertaModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

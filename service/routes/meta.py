@@ -54,7 +54,7 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
         "batching": {
             "encoder_batch_tokens": settings.encoder_batch_tokens,
             "packing": encoder.packing,
-            "encoder_workers": settings.encoder_workers,
+            "encoder_workers": runtime.encoder_workers,
             "torch_threads": torch_threads(),
             "batch_max_texts": settings.batch_max_texts,
             "batch_wait_ms": settings.batch_wait_ms,

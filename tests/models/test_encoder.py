@@ -11,6 +11,7 @@ import pytest
 from models.encoder import PACKED_ROW_LENGTH, TextTooLongError, TokenEncoder
 from models.loader import load_encoder_model
 from models.similarity import score_pair
+from tests.conftest import save_tiny_roberta
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -114,22 +115,7 @@ def test_a_model_whose_positions_differ_when_packed_gets_padded_batches(
 ) -> None:
     """RoBERTa numbers positions from padding_idx + 1, so packed rows (positions from 0) give other
     vectors: the start-up check must notice and fall back to padding."""
-    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
-
-    from models.loader import embedded_model_dir
-
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
-    config = RobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=300,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    RobertaModel(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
+    save_tiny_roberta(tmp_path)
     with caplog.at_level(logging.WARNING, logger="models.encoder"):
         roberta = TokenEncoder(load_encoder_model(str(tmp_path)))
     assert not roberta.packing

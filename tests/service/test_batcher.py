@@ -92,3 +92,28 @@ def test_several_workers_run_batches_side_by_side() -> None:
     both_inside.reset()
     with pytest.raises(threading.BrokenBarrierError):
         run(scenario(1))
+
+
+def test_stopping_fails_the_requests_of_a_running_batch_and_refuses_new_ones() -> None:
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(items: list[int]) -> list[int]:
+        inside.set()
+        release.wait(timeout=5)
+        return items
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(slow, max_wait_ms=0)
+        await batcher.start()
+        running = asyncio.create_task(batcher.submit([1]))
+        while not inside.is_set():
+            await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(batcher.stop())
+        await asyncio.sleep(0.05)
+        assert running.done() and "shutting down" in str(running.exception())
+        release.set()
+        await stopping
+        with pytest.raises(RuntimeError, match="not running"):
+            await batcher.submit([2])
+
+    run(scenario())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from service.runtime import keep_helpers_on_one_thread, threads_per_worker
+from tests.conftest import save_tiny_roberta
 
 
 def test_helpers_are_kept_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,3 +28,24 @@ def test_cores_are_shared_out_among_workers() -> None:
     assert threads_per_worker(1) == cores
     assert threads_per_worker(cores) == 1
     assert threads_per_worker(cores * 4) == 1  # never zero
+
+
+def test_an_unpacked_encoder_gets_one_worker_with_all_the_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from service.metrics import Metrics
+    from service.runtime import build_runtime
+    from service.settings import Settings
+
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # restored after the test
+    threads = torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=None):  # restores BLAS's thread counts
+            runtime = build_runtime(Settings(model=str(save_tiny_roberta(tmp_path))), Metrics())
+            assert not runtime.encoder.packing
+            assert runtime.encoder_workers == 1
+            assert torch.get_num_threads() == threads_per_worker(1)
+    finally:
+        torch.set_num_threads(threads)
