@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from models.loader import LoadedModel
-from models.packed_model import PackedModel, PackingUnsupportedError
+from models.packed_model import PackedModel, PackingUnsupportedError, layer_output
 from models.packing import pack
+from models.transport import unit_rows
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _round_up(length: int, multiple: int = 8) -> int:
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosine of two ``(n, d)`` arrays."""
-    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return (unit_rows(a) * unit_rows(b)).sum(axis=1)
 
 
 class TextTooLongError(ValueError):
@@ -251,11 +252,8 @@ class TokenEncoder:
 
     def _run_model(self, **inputs: torch.Tensor) -> np.ndarray:
         """The chosen layer's hidden states, ``(rows, row_length, d)`` float32."""
-        want_all_layers = self.layer != -1
         with torch.inference_mode():
-            output = self.loaded.model(**inputs, output_hidden_states=want_all_layers)
-        hidden = output.hidden_states[self.layer] if want_all_layers else output.last_hidden_state
-        return hidden.float().numpy()
+            return layer_output(self.loaded.model, self.layer, **inputs).float().numpy()
 
     def _packed_model_if_exact(self) -> PackedModel | None:
         """The traced packed forward pass, if it gives this model's texts the vectors they get in

@@ -30,12 +30,15 @@ class _SelectedLayer(torch.nn.Module):
         self.layer = layer
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.layer == -1:
-            return self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask).last_hidden_state
-        output = self.model(
-            input_ids=input_ids, position_ids=position_ids, attention_mask=mask, output_hidden_states=True
-        )
-        return output.hidden_states[self.layer]
+        return layer_output(self.model, self.layer, input_ids=input_ids, position_ids=position_ids, attention_mask=mask)
+
+
+def layer_output(model: torch.nn.Module, layer: int, **inputs: torch.Tensor) -> torch.Tensor:
+    """The hidden states of ``layer`` (as transformers numbers them; -1 the last) for ``inputs``;
+    all layers are asked for only when another than the last is wanted."""
+    if layer == -1:
+        return model(**inputs).last_hidden_state
+    return model(**inputs, output_hidden_states=True).hidden_states[layer]
 
 
 class PackedModel:

@@ -97,14 +97,12 @@ def build_linker(settings: Settings) -> LinkingEngine | None:
 def encoder_workers(settings: Settings, encoder: TokenEncoder) -> int:
     """How many encoder batches run at once: ``encoder_workers`` when texts are packed (a traced
     forward pass that releases Python's lock), else one. The padded fallback runs op by op and
-    takes the lock back after each op, so a second worker would mostly wait; it gets all the
-    cores for its one forward pass instead (unless ``torch_threads`` is set)."""
+    takes the lock back after each op, so a second worker would mostly wait; its one forward pass
+    gets the cores instead."""
     if encoder.packing:
         return settings.encoder_workers
     if settings.encoder_workers > 1:
         logger.warning("encoder %s is not packed: running one encoder worker, not %d", encoder.name, settings.encoder_workers)
-    if settings.torch_threads is None:
-        set_torch_threads(threads_per_worker(settings.workers))
     return 1
 
 
@@ -114,9 +112,9 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     shared out among the server processes and their encoder workers (torch's thread count is one
     per process, so the linker uses the same)."""
     keep_helpers_on_one_thread()
-    set_torch_threads(settings.torch_threads or threads_per_worker(settings.workers * settings.encoder_workers))
     encoder = build_encoder(settings)
     workers = encoder_workers(settings, encoder)
+    set_torch_threads(settings.torch_threads or threads_per_worker(settings.workers * workers))
     encoder.warm_up()
     logger.info("encoder ready: %s", encoder.loaded.describe())
     batch_sizes = metrics.batch_size.labels("encoder")
