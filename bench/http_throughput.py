@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
@@ -48,27 +49,39 @@ OUR_BATCH_TEXTS = 64
 (the script prints the server's mean)."""
 
 
+def sorted_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """The token ids of ``texts``, shortest first."""
+    return sorted(tokenizer(texts, truncation=True, max_length=256)["input_ids"], key=len)
+
+
+def padded_batches(tokenizer: Any, ids: list[list[int]], batch_size: int) -> list[dict[str, Any]]:
+    """``ids`` in batches of ``batch_size``, each padded (to a multiple of 8) and ready for the
+    model: the reference's input, prepared outside its timing."""
+    return [
+        tokenizer.pad({"input_ids": ids[start : start + batch_size]}, pad_to_multiple_of=8, return_tensors="pt")
+        for start in range(0, len(ids), batch_size)
+    ]
+
+
 def reference_forward(texts: list[str], dtype: str) -> Callable[[int], float]:
     """A function ``batch size -> sentences/s`` of the bare Hugging Face forward pass over ``texts``
-    (tokenized in advance, sorted by length, padded per batch to a multiple of 8)."""
+    (see :func:`padded_batches`), with torch's default threads."""
     import torch
 
     from models.loader import load_encoder_model
 
     loaded = load_encoder_model("embedded", dtype)
-    ids = sorted(loaded.tokenizer(texts, truncation=True, max_length=256)["input_ids"], key=len)
+    ids = sorted_ids(loaded.tokenizer, texts)
+    batches = {size: padded_batches(loaded.tokenizer, ids, size) for size in BATCH_SIZES}
     threads = torch.get_num_threads()
 
     def sentences_per_second(batch_size: int) -> float:
         torch.set_num_threads(threads)
         started = time.perf_counter()
-        for start in range(0, len(ids), batch_size):
-            batch = loaded.tokenizer.pad(
-                {"input_ids": ids[start : start + batch_size]}, pad_to_multiple_of=8, return_tensors="pt"
-            )
-            with torch.inference_mode():
+        with torch.inference_mode():
+            for batch in batches[batch_size]:
                 loaded.model(**batch)
-        return len(ids) / (time.perf_counter() - started)
+        return len(texts) / (time.perf_counter() - started)
 
     return sentences_per_second
 
@@ -104,18 +117,14 @@ def our_encoder(texts: list[str], dtype: str, batch_texts: int) -> Callable[[], 
 
 def _reference_process(texts: list[str], dtype: str, batch_size: int, orders: Connection) -> None:
     """One process of :func:`reference_in_processes`: one torch thread; on each order, one timed
-    pass over its texts (tokenized in advance, sorted by length); sends back the seconds."""
+    pass over its texts (see :func:`padded_batches`); sends back the seconds."""
     import torch
 
     from models.loader import load_encoder_model
 
     torch.set_num_threads(1)
     loaded = load_encoder_model("embedded", dtype)
-    ids = sorted(loaded.tokenizer(texts, truncation=True, max_length=256)["input_ids"], key=len)
-    batches = [
-        loaded.tokenizer.pad({"input_ids": ids[start : start + batch_size]}, pad_to_multiple_of=8, return_tensors="pt")
-        for start in range(0, len(ids), batch_size)
-    ]
+    batches = padded_batches(loaded.tokenizer, sorted_ids(loaded.tokenizer, texts), batch_size)
     orders.send("ready")
     while orders.recv() == "run":
         started = time.perf_counter()
