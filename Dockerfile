@@ -19,6 +19,7 @@ COPY pyproject.toml README.md /src/
 COPY service /src/service
 COPY models /src/models
 COPY index /src/index
+COPY evaluation /src/evaluation
 RUN --mount=type=secret,id=pip_cert,required=false \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --find-links /wheels \

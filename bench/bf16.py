@@ -8,19 +8,15 @@ Speed: forward time of a (64, L) batch the first time its shape is seen vs when 
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import print_table, stsb_pairs
-from models.encoder import TokenEncoder
 from models.loader import load_encoder_model
-from models.similarity import score_pair
+from models.similarity.encoder import TokenEncoder
+from models.similarity.scoring import score_pair
 
 LENGTHS = (13, 17, 21, 25)
 

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def data_dir() -> Path:
-    """The shared evaluation data (SIMLINK_DATA_DIR, else ../shared/data beside the repo)."""
-    return Path(os.environ.get("SIMLINK_DATA_DIR", REPO.parent / "shared" / "data"))
+from support.data import data_dir
 
 
 def stsb_pairs(split: str = "dev") -> list[tuple[str, str]]:
     """The sentence pairs of STS-B ``split``, in file order."""
-    from models.sts_benchmark import read_sts_pairs
+    from evaluation.sts import read_sts_pairs
 
     return [(p.a, p.b) for p in read_sts_pairs(data_dir() / "stsb" / f"sts-{split}.csv")]
 

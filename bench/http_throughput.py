@@ -5,7 +5,7 @@ Three things are measured on the same STS-B dev sentences:
 1. **Reference, the encoder's limit**: the bare Hugging Face forward pass (no code of ours, no
    server), sentences tokenized in advance, sorted by length, padded per batch, torch's default
    threads. A first sweep picks the best batch size; later measurements use it.
-2. **Our encoder alone**: :class:`models.encoder.TokenEncoder` with the server's default settings
+2. **Our encoder alone**: :class:`models.similarity.encoder.TokenEncoder` with the server's default settings
    (packed rows, as many threads embedding at once as the server has encoder workers), on batches
    of what 16 requests carry; no HTTP, no transport.
 3. **Ours over HTTP**: a real ``simlink serve`` on 127.0.0.1 with the same dtype; 16 concurrent
@@ -14,10 +14,10 @@ Three things are measured on the same STS-B dev sentences:
 
 The machine is shared and its speed drifts by up to 2x within minutes, so the three are measured
 in rounds, with the reference measured before and after each of them; each rate is divided by
-the mean of the two references around it, and the table gives medians over the rounds. Also printed: the mean texts per encoder batch the
-server formed (from its /metrics).
+the mean of the two references around it, and the table gives medians over the rounds. Also
+printed: the mean texts per encoder batch the server formed (from its /metrics).
 
-    python bench/http_throughput.py [--dtype bf16] [--clients 16] [--rounds 5]
+    python -m bench.http_throughput [--dtype bf16] [--clients 16] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -26,22 +26,18 @@ import argparse
 import asyncio
 import multiprocessing
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
-from pathlib import Path
+from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import print_table, stsb_pairs
 from bench.load_client import post_all, prepare_post
-from tests.e2e.server import running_server
+from support.server import running_server
 
 BATCH_SIZES = (8, 16, 32, 64, 128)
 OUR_BATCH_TEXTS = 64
@@ -90,14 +86,16 @@ def our_encoder(texts: list[str], dtype: str, batch_texts: int) -> Callable[[], 
     """A function ``() -> sentences/s`` of our encoder alone with the server's default settings:
     batches of ``batch_texts`` in arrival order, embedded by as many threads at once as the server
     runs encoder workers, each with the server's torch threads."""
-    from models.encoder import TokenEncoder
     from models.loader import load_encoder_model, set_torch_threads
+    from models.similarity.encoder import TokenEncoder
     from service.runtime import threads_per_worker
     from service.settings import Settings
 
     settings = Settings()
     encoder = TokenEncoder(
-        load_encoder_model("embedded", dtype), batch_tokens=settings.encoder_batch_tokens, pack_texts=settings.pack_texts
+        load_encoder_model("embedded", dtype),
+        batch_tokens=settings.encoder_batch_tokens,
+        pack_texts=settings.pack_texts,
     )
     tokenized = encoder.tokenize(texts, truncate=True)
     batches = [tokenized[start : start + batch_texts] for start in range(0, len(tokenized), batch_texts)]
@@ -107,7 +105,10 @@ def our_encoder(texts: list[str], dtype: str, batch_texts: int) -> Callable[[], 
         set_torch_threads(settings.torch_threads or threads_per_worker(workers))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             started = time.perf_counter()
-            shares = [pool.submit(lambda share: [encoder.embed(b) for b in share], batches[k::workers]) for k in range(workers)]
+            shares = [
+                pool.submit(lambda share: [encoder.embed(b) for b in share], batches[k::workers])
+                for k in range(workers)
+            ]
             for share in shares:
                 share.result()  # re-raises an error in a worker
             return len(tokenized) / (time.perf_counter() - started)
@@ -135,7 +136,9 @@ def _reference_process(texts: list[str], dtype: str, batch_size: int, orders: Co
 
 
 @contextmanager
-def reference_in_processes(texts: list[str], dtype: str, processes: int, batch_size: int) -> Iterator[Callable[[], float]]:
+def reference_in_processes(
+    texts: list[str], dtype: str, processes: int, batch_size: int
+) -> Iterator[Callable[[], float]]:
     """The bare Hugging Face forward pass run the way our server runs its passes: ``processes``
     processes with one torch thread each, each over its share of ``texts``, all at once. Yields a
     function ``() -> sentences/s`` (all texts over the slowest process's time)."""
@@ -203,7 +206,11 @@ def measure_rounds(
             after = limit()
             rows[key].append((rate, (before + after) / 2))
             before = after
-        print(f"  round {round_number}: " + "; ".join(f"{k} {v[-1][0]:.1f} (limit {v[-1][1]:.1f})" for k, v in rows.items()), flush=True)
+        print(
+            f"  round {round_number}: "
+            + "; ".join(f"{k} {v[-1][0]:.1f} (limit {v[-1][1]:.1f})" for k, v in rows.items()),
+            flush=True,
+        )
     return rows
 
 
@@ -238,7 +245,10 @@ def main() -> None:
     ours_alone()  # unmeasured warm-up
 
     server_env = {"SIMLINK_DTYPE": args.dtype, "SIMLINK_LOG_LEVEL": "warning"}
-    with reference_in_processes(texts, args.dtype, workers, best_batch) as in_processes, running_server(server_env) as url:
+    with (
+        reference_in_processes(texts, args.dtype, workers, best_batch) as in_processes,
+        running_server(server_env) as url,
+    ):
         http_rate(url, pairs, 8, args.clients)  # unmeasured warm-up
         batch_means: list[float] = []
 
@@ -259,19 +269,29 @@ def main() -> None:
                 "our encoder alone": lambda: ours_alone() / 2,
             },
         )
-    print(f"  at 8 pairs/request, the server's encoder batches held {statistics.mean(batch_means):.0f} texts on average")
+    print(
+        f"  at 8 pairs/request, the server's encoder batches held {statistics.mean(batch_means):.0f} texts on average"
+    )
 
     limits = [limit for _, limit in rows["HTTP 8/request"]]
     print()
     print_table(
         [f"path (wrd, {args.dtype}), median of {args.rounds} rounds", "pairs/s", "ratio to limit", "ratio range"],
         [
-            (f"Hugging Face forward, batch {best_batch}, length-sorted, torch's threads: the limit", f"{statistics.median(limits):.1f}", "1.00", ""),
+            (
+                f"Hugging Face forward, batch {best_batch}, length-sorted, torch's threads: the limit",
+                f"{statistics.median(limits):.1f}",
+                "1.00",
+                "",
+            ),
             median_row(
                 f"Hugging Face forward, batch {best_batch}, length-sorted, {workers} processes x 1 thread",
                 rows[f"HF forward in {workers} processes"],
             ),
-            median_row(f"our encoder alone, batches of {OUR_BATCH_TEXTS} texts (no HTTP, no transport)", rows["our encoder alone"]),
+            median_row(
+                f"our encoder alone, batches of {OUR_BATCH_TEXTS} texts (no HTTP, no transport)",
+                rows["our encoder alone"],
+            ),
             median_row("POST /similarity over HTTP, 8 pairs/request", rows["HTTP 8/request"]),
             median_row("POST /similarity over HTTP, 1 pair/request", rows["HTTP 1/request"]),
         ],

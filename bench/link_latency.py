@@ -6,7 +6,7 @@ question at a time (LC-QuAD dev questions). In-process, with the same model and 
 then times ``generate`` with the trie constraint and without any constraint, and the time spent
 inside the constraint function itself.
 
-    python bench/link_latency.py --model runs/lcquad-model [--names 1000000] [--questions 100]
+    python -m bench.link_latency --model runs/lcquad-model [--names 1000000] [--questions 100]
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,15 +21,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import data_dir, print_table
+from evaluation.lcquad import read_lcquad
 from index.builder import KbSources, build_index
-from models import generation
-from models.lcquad_benchmark import read_lcquad
-from models.linking import LinkingEngine, LinkQuery
-from models.seq2seq import format_input, load_seq2seq_model
-from tests.e2e.server import running_server
+from models.linking import generation
+from models.linking.engine import LinkingEngine, LinkQuery
+from models.linking.seq2seq import format_input, load_seq2seq_model
+from support.server import running_server
 
 
 def synthetic_names(real: list[str], total: int, seed: int = 0) -> list[str]:
@@ -94,7 +91,7 @@ def main() -> None:
             for number, name in enumerate(names):
                 stream.write(json.dumps({"id": f"e{number}", "name": name}) + "\n")
         begin = time.perf_counter()
-        manifest = build_index(KbSources(root / "entities.jsonl"), root / "index", model).manifest
+        manifest = build_index(KbSources(root / "entities.jsonl"), root / "index", model.tokens).manifest
         print(f"index of {manifest.counts['distinct_names']:,} names built in {time.perf_counter() - begin:.0f} s")
 
         env = {"SIMLINK_LINK_MODEL": args.model, "SIMLINK_LINK_INDEX": str(root / "index")}

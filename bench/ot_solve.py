@@ -4,21 +4,16 @@ Problem: WRD between two random clouds of n = m token vectors of dimension 384 (
 norms, cosine cost), as in Su Jianlin's linprog formulation of WMD. Prints the median time per
 solve, the ratio, and the largest difference between the two optimal values.
 
-    python bench/ot_solve.py
+    python -m bench.ot_solve
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import median_seconds, print_table
-from models.transport import WRD, solve_exact
-from tests.models.test_transport import linprog_transport
+from models.similarity.transport import WRD, solve_exact
+from support.reference import linprog_transport
 
 SIZES = (16, 32, 64, 128)
 PROBLEMS = 5

@@ -3,18 +3,14 @@
 A count, not a timing: the texts are tokenized with the embedded model's tokenizer; padded
 batches are sorted by length and padded to a multiple of 8 (as the throughput benchmark's
 reference feeds the model); packed batches take the texts in file order, 64 at a time, in rows
-of ``models.encoder.PACKED_ROW_LENGTH`` slots (as the server does).
+of ``models.similarity.encoder.PACKED_ROW_LENGTH`` slots (as the server does).
 
-    python bench/padding_waste.py [--batch 64]
+    python -m bench.padding_waste [--batch 64]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import stsb_pairs
 
@@ -23,9 +19,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64, help="texts per batch")
     args = parser.parse_args()
-    from models.encoder import PACKED_ROW_LENGTH
     from models.loader import load_encoder_model
-    from models.packing import pack
+    from models.similarity.encoder import PACKED_ROW_LENGTH
+    from models.similarity.packing import pack
 
     tokenizer = load_encoder_model("embedded").tokenizer
     ids = tokenizer([text for pair in stsb_pairs("dev") for text in pair], truncation=True, max_length=256)["input_ids"]

@@ -4,22 +4,18 @@ Sources and candidates are STS-B dev sentences, encoded once with the embedded m
 rankings run on the same encoded vectors and must return the same top k. Prints the transport
 time of each, the ratio, and how many exact solves pruning skipped.
 
-    python bench/ranking.py [--sources 10] [--candidates 1000] [--top-k 10]
+    python -m bench.ranking [--sources 10] [--candidates 1000] [--top-k 10]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import print_table, stsb_pairs
-from models.encoder import TokenEncoder
 from models.loader import load_encoder_model
-from models.similarity import rank_candidates
+from models.similarity.encoder import TokenEncoder
+from models.similarity.scoring import rank_candidates
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ For 100k and 1M synthetic names (token sequences shaped like tokenized entity na
 first level, 2-8 tokens, then the end token) it prints build time, on-disk size, resident
 memory after loading in a fresh process, and next-token lookup latency (p50/p99) by depth.
 
-    python bench/trie.py [--sizes 100000 1000000]
+    python -m bench.trie [--sizes 100000 1000000]
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import print_table
+from support.data import REPO
 
 END = 102
 VOCAB = 30_000
@@ -142,8 +141,9 @@ def main() -> None:
         for kind in ("ours", "dict"):
             with tempfile.TemporaryDirectory() as tmp:
                 seconds, size, path = build_and_save(kind, sequences, Path(tmp))
-                command = [sys.executable, __file__, "--measure", kind, path, str(count)]
-                loaded = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+                command = [sys.executable, "-m", "bench.trie", "--measure", kind, path, str(count)]
+                run = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
+                loaded = json.loads(run.stdout)
             results[kind] = (seconds, size, loaded)
             summary.append(
                 [

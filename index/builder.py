@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,11 +19,11 @@ from typing import Protocol, TypeVar
 from index.kb import Entity, Fact, ReadReport, file_sha256, read_entities, read_facts
 from index.linking_index import ENTITY_TRIE, KBQA_TRIE
 from index.manifest import MANIFEST_NAME, Manifest, SpecialTokens, TokenizerIdentity
+from index.progress import Progress, no_progress
 from index.store import INDEXES, SCHEMA, STORE_NAME
 from index.trie import TokenTrie
 
 T = TypeVar("T")
-Progress = Callable[[Iterable[T], str, int], Iterable[T]]
 
 
 class NameTokenizer(Protocol):
@@ -51,10 +51,6 @@ class KbSources:
 
     entities: Path
     facts: Path | None = None
-
-
-def _no_progress(items: Iterable[T], description: str, total: int) -> Iterable[T]:
-    return items
 
 
 def _batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -133,7 +129,7 @@ def build_index(
     target: Path,
     tokenizer: NameTokenizer,
     lenient: bool = False,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> BuildResult:
     """Builds the index of ``sources`` at ``target`` (replacing any index there only on success).
 

@@ -8,6 +8,8 @@ while loading is raised as :class:`ModelLoadError` naming the model's path or na
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -121,6 +123,40 @@ def set_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(max(1, threads))
 
 
+@contextmanager
+def loading(location: str, what: str = "load model", expected_warnings: bool = False) -> Iterator[None]:
+    """Around a transformers load: no download progress bars, any failure raised as
+    :class:`ModelLoadError` naming ``location`` ("could not WHAT from LOCATION: ..."). With
+    ``expected_warnings``, transformers' warnings are held back too (a warm start's new weights)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    verbosity = hf_logging.get_verbosity()
+    if expected_warnings:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    except Exception as error:
+        raise ModelLoadError(f"could not {what} from {location}: {error}") from error
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def in_eval_mode(model: Any, dtype: DType) -> Any:
+    """``model`` in ``dtype``, in eval mode (dropout off)."""
+    model = model.to(TORCH_DTYPES[dtype])
+    model.eval()
+    return model
+
+
+def load_tokenizer(source: ModelSource) -> Any:
+    """The tokenizer at ``source`` (:class:`ModelLoadError` naming it on failure)."""
+    from transformers import AutoTokenizer
+
+    with loading(source.location, "load tokenizer"):
+        return AutoTokenizer.from_pretrained(source.location)
+
+
 def load_pretrained(source: ModelSource, model_class: Any, dtype: DType = "fp32") -> LoadedModel:
     """Loads a tokenizer and ``model_class.from_pretrained`` from ``source`` in eval mode.
 
@@ -128,17 +164,12 @@ def load_pretrained(source: ModelSource, model_class: Any, dtype: DType = "fp32"
     weights, unknown architecture, a hub name that cannot be reached offline, ...).
     """
     from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    try:
+    with loading(source.location):
         tokenizer = AutoTokenizer.from_pretrained(source.location)
         model = model_class.from_pretrained(source.location, dtype=TORCH_DTYPES[dtype])
-    except Exception as error:
-        raise ModelLoadError(f"could not load model from {source.location}: {error}") from error
-    model.eval()
     logger.info("loaded %s model from %s (%s)", source.kind, source.location, dtype)
-    return LoadedModel(model=model, tokenizer=tokenizer, source=source, dtype=dtype)
+    return LoadedModel(model=in_eval_mode(model, dtype), tokenizer=tokenizer, source=source, dtype=dtype)
 
 
 def load_encoder_model(model: str | None = None, dtype: DType = "fp32") -> LoadedModel:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +17,12 @@ from rich.table import Table
 from index.manifest import IndexLoadError
 from models.loader import ModelLoadError, resolve_model_source
 from service.settings import ENV_PREFIX, Settings
+
+if TYPE_CHECKING:
+    from evaluation.link_report import LinkReport
+    from models.linking import LinkingEngine
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Text similarity by optimal transport, and generative entity retrieval.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate on public benchmarks.", no_args_is_help=True)
@@ -102,8 +109,9 @@ def serve(
     )
 
 
-def _progress(items: Iterable[Any], description: str) -> Iterable[Any]:
-    return track(list(items), description=description, console=console, transient=True)
+def _progress(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
+    """The command line's :class:`index.progress.Progress`: a transient bar."""
+    return track(items, description=description, total=total, console=console, transient=True)
 
 
 @evaluate_app.command("sts")
@@ -116,7 +124,7 @@ def evaluate_sts(
     skip_special_tokens: Annotated[bool, typer.Option(help="Leave [CLS]/[SEP] out of the transport.")] = False,
 ) -> None:
     """Print the Spearman correlation (x100) of every method with the gold scores."""
-    from models.sts_benchmark import StsFormatError, read_sts_pairs, spearman_by_method
+    from evaluation.sts import StsFormatError, read_sts_pairs, spearman_by_method
     from service.runtime import build_encoder
 
     settings = _settings(model=model, dtype=dtype, layer=layer, torch_threads=threads)
@@ -155,20 +163,10 @@ def evaluate_link(
     out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
 ) -> None:
     """LC-QuAD dev: entity linking (generative vs dictionary and dense baselines) and single-triple KBQA."""
-    import json
-    import time
-
-    from models.lcquad_benchmark import (
-        DenseLinker,
-        DictionaryLinker,
-        NgramCandidates,
-        entity_id,
-        generative_predictions,
-        kbqa_accuracy,
-        read_lcquad,
-        score_predictions,
-    )
+    from evaluation.lcquad import read_lcquad
+    from evaluation.link_report import evaluate_linking
     from models.loader import set_torch_threads
+    from service.runtime import build_encoder
 
     set_torch_threads(threads)
     lcquad = read_lcquad(data, dev_percent)
@@ -181,66 +179,40 @@ def evaluate_link(
         typer.echo("wrote " + ", ".join(str(path) for path in paths))
         if model is None:
             return
-    dev = lcquad.dev
-    predictions: dict[str, tuple[list[list[str]], float]] = {}
-    started = time.perf_counter()
-    dictionary = DictionaryLinker(lcquad.names)
-    predictions["dictionary (longest match)"] = ([dictionary.link(q.text) for q in dev], time.perf_counter() - started)
-    from service.runtime import build_encoder
-
+    linker = _open_linker(model, index) if model is not None else None
     encoder = build_encoder(_settings(torch_threads=threads))
-    started = time.perf_counter()
-    dense = DenseLinker(encoder.embed_sentences, lcquad.names)
-    predictions["dense MiniLM (top 1)"] = (dense.link_all([q.text for q in dev]), time.perf_counter() - started)
-    kbqa: dict[str, float] = {}
-    if model is not None:
-        engine = _open_linker(model, index)
-        started = time.perf_counter()
-        top1, mentioned = generative_predictions(engine, dev, num_beams, batch_size, _progress_with_total)
-        seconds = time.perf_counter() - started
-        predictions[f"generative, top beam (beam {num_beams})"] = (top1, seconds)
-        predictions["generative, top beam + other mentioned beams"] = (mentioned, seconds)
-        ngrams = NgramCandidates(lcquad.names, entity_id)
-        started = time.perf_counter()
-        top1, mentioned = generative_predictions(engine, dev, num_beams, batch_size, _progress_with_total, ngrams)
-        seconds = time.perf_counter() - started
-        predictions["generative, n-gram candidate trie, top beam"] = (top1, seconds)
-        predictions["generative, n-gram candidate trie + other mentioned beams"] = (mentioned, seconds)
-        kbqa = kbqa_accuracy(engine, dev, num_beams, batch_size)
-    table = Table(title=f"LC-QuAD dev, {len(dev)} questions, entity linking")
-    for column in (
-        "method",
-        "precision",
-        "recall",
-        "F1",
-        "exact match",
-        "valid names",
-        "recall seen",
-        "recall unseen",
-        "ms/question",
-    ):
-        table.add_column(column, justify="left" if column == "method" else "right")
-    figures = {}
-    for method, (predicted, seconds) in predictions.items():
-        summary = figures[method] = score_predictions(lcquad, predicted, seconds)
-        table.add_row(
-            method,
-            *(
-                f"{summary[key]:.3f}"
-                for key in ("precision", "recall", "f1", "exact_match", "valid_names", "recall_seen", "recall_unseen")
-            ),
-            f"{summary['ms_per_question']:.1f}",
-        )
-    Console(width=max(console.width, 150)).print(table)
-    if kbqa:
-        typer.echo(f"KBQA, single-triple dev questions: {json.dumps(kbqa)}")
+    report = evaluate_linking(lcquad, encoder.embed_sentences, linker, num_beams, batch_size, _progress)
+    _print_link_report(report)
     if out is not None:
-        out.write_text(json.dumps({"entity_linking": figures, "kbqa": kbqa}, indent=2) + "\n")
+        out.write_text(json.dumps(report.to_json(), indent=2) + "\n")
 
 
-def _open_linker(model: str, index: Optional[Path]):
-    from models.linking import LinkingEngine
-    from models.seq2seq import load_seq2seq_model
+_LINK_COLUMNS = {
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "exact_match": "exact match",
+    "valid_names": "valid names",
+    "recall_seen": "recall seen",
+    "recall_unseen": "recall unseen",
+}
+
+
+def _print_link_report(report: LinkReport) -> None:
+    table = Table(title=f"LC-QuAD dev, {report.questions} questions, entity linking")
+    table.add_column("method")
+    for column in (*_LINK_COLUMNS.values(), "ms/question"):
+        table.add_column(column, justify="right")
+    for method, summary in report.entity_linking.items():
+        cells = [f"{summary[key]:.3f}" for key in _LINK_COLUMNS]
+        table.add_row(method, *cells, f"{summary['ms_per_question']:.1f}")
+    Console(width=max(console.width, 150)).print(table)
+    if report.kbqa:
+        typer.echo(f"KBQA, single-triple dev questions: {json.dumps(report.kbqa)}")
+
+
+def _open_linker(model: str, index: Optional[Path]) -> LinkingEngine:
+    from models.linking import LinkingEngine, load_seq2seq_model
 
     if index is None:
         raise _fail("--index is needed with --model (build it with 'simlink build-index --model MODEL')")
@@ -285,11 +257,11 @@ def build_index_command(
     """Build the trie index of a knowledge base for /link-entity."""
     from index.builder import KbSources, build_index
     from index.kb import KbFormatError
-    from models.seq2seq import load_linking_tokenizer
+    from models.linking.seq2seq import load_linking_tokenizer
 
     try:
         tokenizer = load_linking_tokenizer(model)
-        result = build_index(KbSources(entities, facts), out, tokenizer, lenient, progress=_progress_with_total)
+        result = build_index(KbSources(entities, facts), out, tokenizer, lenient, progress=_progress)
     except (KbFormatError, ModelLoadError, ValueError) as error:
         raise _fail(str(error)) from error
     manifest = result.manifest
@@ -300,10 +272,6 @@ def build_index_command(
             typer.echo(f"skipped {report.skipped} bad row(s) of {report.path}:", err=True)
             for problem in report.problems:
                 typer.echo(f"  {problem}", err=True)
-
-
-def _progress_with_total(items: Iterable[Any], description: str, total: int) -> Iterable[Any]:
-    return track(items, description=description, total=total, console=console, transient=True)
 
 
 @app.command()
@@ -326,27 +294,16 @@ def train(
     threads: ThreadsOption = None,
 ) -> None:
     """Fine-tune the seq2seq linker on a knowledge base (and labelled data, if any)."""
-    import torch
-
-    from index.kb import KbFormatError, read_entities, read_facts
+    from index.kb import KbFormatError
+    from models.linking.trainer import TrainConfig, load_for_training
+    from models.linking.trainer import train as run_training
+    from models.linking.training_data import examples_from_files
     from models.loader import set_torch_threads
-    from models.seq2seq import load_seq2seq_model
-    from models.trainer import TrainConfig, latest_checkpoint
-    from models.trainer import train as run_training
-    from models.training_data import entity_examples, fact_examples, read_labelled
 
     set_torch_threads(threads)
-    torch.manual_seed(seed)  # before loading: a warm start draws new cross-attention weights
     try:
-        kb_entities = list(read_entities(entities))
-        kb_facts = list(read_facts(facts)) if facts else []
-        examples = [*entity_examples(kb_entities), *fact_examples(kb_facts, kb_entities, seed=seed)]
-        if labelled is not None:
-            examples += read_labelled(labelled, kb_entities)
-        checkpoint = latest_checkpoint(out) if resume else None
-        if resume and checkpoint is None:
-            raise ValueError(f"nothing to resume: no checkpoint in {out}")
-        seq2seq = load_seq2seq_model(str(checkpoint) if checkpoint else model)
+        examples = examples_from_files(entities, facts, labelled, seed)
+        seq2seq = load_for_training(model, out, resume, seed)
     except (KbFormatError, ModelLoadError, ValueError) as error:
         raise _fail(str(error)) from error
     config = TrainConfig(

@@ -7,13 +7,29 @@ Validation errors (422) name the offending field in the message, e.g.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 Location = Sequence[str | int]
+
+
+class ErrorResponse(BaseModel):
+    """Every error: ``message`` for people, ``detail`` for programs (one entry per bad field)."""
+
+    message: str
+    detail: list[dict] | str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "The request body is too large."},
+    422: {"model": ErrorResponse, "description": "A field is invalid; the message names it."},
+}
+"""The error statuses every POST route can answer, for its OpenAPI ``responses``."""
 
 
 class FieldError(Exception):

@@ -9,11 +9,9 @@ from dataclasses import dataclass, field
 
 from threadpoolctl import threadpool_limits
 
-from models.encoder import EncodedText, TokenEncoder, TokenizedText
-from models.linking import LinkingEngine, LinkQuery, Matches
+from models.linking import AsyncLinkingEngine, LinkingEngine, load_seq2seq_model
 from models.loader import ModelLoadError, load_encoder_model, set_torch_threads
-from models.seq2seq import load_seq2seq_model
-from service.batcher import MicroBatcher
+from models.similarity import AsyncSimilarityEngine, SimilarityEngine, TokenEncoder
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -25,35 +23,32 @@ class Runtime:
     """The engines of one server process, built once at start-up from the settings."""
 
     settings: Settings
-    encoder: TokenEncoder
-    encoder_batcher: MicroBatcher[TokenizedText, EncodedText]
+    similarity: AsyncSimilarityEngine
     metrics: Metrics
-    encoder_workers: int = 1
-    linker: LinkingEngine | None = None
-    link_batcher: MicroBatcher[LinkQuery, Matches] | None = None
+    linker: AsyncLinkingEngine | None = None
     started_at: float = field(default_factory=time.time)
 
-    def _batchers(self) -> list[MicroBatcher]:
-        return [batcher for batcher in (self.encoder_batcher, self.link_batcher) if batcher is not None]
+    def _engines(self) -> list[AsyncSimilarityEngine | AsyncLinkingEngine]:
+        return [engine for engine in (self.similarity, self.linker) if engine is not None]
 
     async def start(self) -> None:
-        for batcher in self._batchers():
-            await batcher.start()
+        for engine in self._engines():
+            await engine.start()
 
     async def stop(self) -> None:
-        for batcher in self._batchers():
-            await batcher.stop()
+        for engine in self._engines():
+            await engine.stop()
         if self.linker is not None:
-            self.linker.index.close()
+            self.linker.engine.close()
 
 
 def keep_helpers_on_one_thread() -> None:
     """Runs NumPy/SciPy's BLAS and the tokenizer on the calling thread only.
 
     Their work in a request is small (a 16 x 384 matrix product, a few short texts), too small to
-    gain from threads, and their idle pool threads spin-wait on the cores the forward passes need:
-    under load, BLAS's pool alone took 13 % of a core. Process-wide, so it is set when the server
-    is built, not by the engines.
+    gain from threads, and their idle pool threads spin-wait on the cores the forward passes need
+    (measured in the README's throughput section). Process-wide, so it is set when the server is
+    built, not by the engines.
     """
     import scipy.linalg  # noqa: F401  (loads SciPy's own BLAS, so that the limit covers it too)
 
@@ -102,47 +97,38 @@ def encoder_workers(settings: Settings, encoder: TokenEncoder) -> int:
     if encoder.packing:
         return settings.encoder_workers
     if settings.encoder_workers > 1:
-        logger.warning("encoder %s is not packed: running one encoder worker, not %d", encoder.name, settings.encoder_workers)
+        logger.warning(
+            "encoder %s is not packed: running one encoder worker, not %d", encoder.name, settings.encoder_workers
+        )
     return 1
 
 
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     """Builds the encoder (see :func:`build_encoder`) and the linker (see :func:`build_linker`),
-    warms the encoder up and wires the batchers. Unless ``torch_threads`` is set, the cores are
-    shared out among the server processes and their encoder workers (torch's thread count is one
-    per process, so the linker uses the same)."""
+    warms the encoder up and wraps both in their async façades. Unless ``torch_threads`` is set,
+    the cores are shared out among the server processes and their encoder workers (torch's thread
+    count is one per process, so the linker uses the same)."""
     keep_helpers_on_one_thread()
     encoder = build_encoder(settings)
     workers = encoder_workers(settings, encoder)
     set_torch_threads(settings.torch_threads or threads_per_worker(settings.workers * workers))
     encoder.warm_up()
     logger.info("encoder ready: %s", encoder.loaded.describe())
-    batch_sizes = metrics.batch_size.labels("encoder")
-    batcher: MicroBatcher[TokenizedText, EncodedText] = MicroBatcher(
-        encoder.embed,
-        max_items=settings.batch_max_texts,
-        max_wait_ms=settings.batch_wait_ms,
-        on_batch=batch_sizes.observe,
-        name="encoder-batcher",
+    similarity = AsyncSimilarityEngine(
+        SimilarityEngine(encoder, settings.skip_special_tokens),
         workers=workers,
+        max_batch_texts=settings.batch_max_texts,
+        batch_wait_ms=settings.batch_wait_ms,
+        on_batch=metrics.batch_size.labels("encoder").observe,
     )
     linker = build_linker(settings)
-    link_batcher: MicroBatcher[LinkQuery, Matches] | None = None
+    async_linker = None
     if linker is not None:
         logger.info("linker ready: %s over index %s", linker.model.name, linker.index.path)
-        link_batcher = MicroBatcher(
-            linker.link,
-            max_items=settings.link_batch_max,
-            max_wait_ms=settings.batch_wait_ms,
+        async_linker = AsyncLinkingEngine(
+            linker,
+            max_batch_queries=settings.link_batch_max,
+            batch_wait_ms=settings.batch_wait_ms,
             on_batch=metrics.batch_size.labels("linker").observe,
-            name="link-batcher",
         )
-    return Runtime(
-        settings=settings,
-        encoder=encoder,
-        encoder_batcher=batcher,
-        encoder_workers=workers,
-        metrics=metrics,
-        linker=linker,
-        link_batcher=link_batcher,
-    )
+    return Runtime(settings=settings, similarity=similarity, metrics=metrics, linker=async_linker)

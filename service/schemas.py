@@ -11,7 +11,10 @@ from typing import Annotated, Literal
 from fastapi import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from models.similarity import METHODS_WITH_ALIGNMENT, Method
+from models.similarity.methods import DEFAULT_METHOD, METHOD_NAMES, METHODS
+
+MethodName = Literal[METHOD_NAMES]  # the allowed values come from the method table
+METHOD_HELP = "; ".join(f"{name}: {method.description}" for name, method in METHODS.items())
 
 
 def _not_blank(text: str) -> str:
@@ -33,7 +36,7 @@ class TextPair(_Strict):
 
 
 class _Options(_Strict):
-    method: Method = Field("wrd", description="wrd, wmd, rwmd, wcd or greedy.")
+    method: MethodName = Field(DEFAULT_METHOD, description=METHOD_HELP)
     truncate: bool = Field(False, description="Cut texts over the token limit instead of rejecting them.")
     skip_special_tokens: bool | None = Field(
         None, description="Leave [CLS]/[SEP] out of the transport (default: the server's setting)."
@@ -65,7 +68,7 @@ class SimilarityRequest(_Options):
     @classmethod
     def _alignment_needs_a_plan(cls, alignment: bool, info: ValidationInfo) -> bool:
         method = info.data.get("method")
-        if alignment and method is not None and method not in METHODS_WITH_ALIGNMENT:
+        if alignment and method is not None and not METHODS[method].alignment:
             raise ValueError(f"is not defined for method {method!r}")
         return alignment
 
@@ -119,7 +122,7 @@ class PairResult(BaseModel):
 
 
 class SimilarityResponse(BaseModel):
-    method: Method
+    method: MethodName
     model: str
     results: list[PairResult]
     truncated: list[str] = Field(
@@ -134,19 +137,12 @@ class RankedResult(BaseModel):
 
 
 class RankResponse(BaseModel):
-    method: Method
+    method: MethodName
     model: str
     results: list[RankedResult] = Field(description="The best candidates, best first.")
     truncated: list[str] = Field(default_factory=list)
     exact_solves: int = Field(description="Exact transport problems solved.")
     pruned: int = Field(description="Candidates whose exact solve the lower bounds made unnecessary.")
-
-
-class ErrorResponse(BaseModel):
-    """Every error: ``message`` for people, ``detail`` for programs (one entry per bad field)."""
-
-    message: str
-    detail: list[dict] | str | None = None
 
 
 class MentionSpan(_Strict):

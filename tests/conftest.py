@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from models.encoder import TokenEncoder
 from models.loader import load_encoder_model
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """The public data sets beside the repository (or where SIMLINK_DATA_DIR points)."""
-    return Path(os.environ.get("SIMLINK_DATA_DIR", REPO.parent / "shared" / "data"))
+from models.similarity.encoder import TokenEncoder
+from support.data import data_dir as shared_data_dir
 
 
 @pytest.fixture(scope="session")
@@ -80,23 +73,17 @@ def write_tiny_kb(directory: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def tiny_linker(tmp_path_factory: pytest.TempPathFactory) -> TinyLinker:
     """Trained in the test session itself (about ten seconds on two cores)."""
-    import torch
-
     from index.builder import KbSources, build_index
-    from index.kb import read_entities, read_facts
-    from models.seq2seq import load_seq2seq_model
-    from models.trainer import TrainConfig, train
-    from models.training_data import entity_examples, fact_examples
+    from models.linking.trainer import TrainConfig, load_for_training, train
+    from models.linking.training_data import examples_from_files
 
     root = tmp_path_factory.mktemp("tiny-linker")
     entities_path, facts_path = write_tiny_kb(root / "kb")
-    entities = list(read_entities(entities_path))
-    examples = [*entity_examples(entities), *fact_examples(read_facts(facts_path), entities)]
-    torch.manual_seed(0)  # the warm start draws the decoder's new cross-attention weights at random
-    model = load_seq2seq_model()
+    examples = examples_from_files(entities_path, facts_path, None)
+    model = load_for_training(None, root / "model", resume=False, seed=0)
     config = TrainConfig(epochs=6, batch_size=8, learning_rate=3e-4, warmup_steps=3, dev_fraction=0.0)
     train(model, examples, root / "model", config)
-    build_index(KbSources(entities_path, facts_path), root / "index", model)
+    build_index(KbSources(entities_path, facts_path), root / "index", model.tokens)
     return TinyLinker(entities_path, facts_path, root / "model", root / "index")
 
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from starlette.concurrency import run_in_threadpool
 
-from models.linking import EntityMatch, LinkingEngine, LinkQuery, UnknownCandidatesError
-from models.seq2seq import MENTION_END, MENTION_START
+from models.linking import MENTION_END, MENTION_START, EntityMatch, LinkingEngine, LinkQuery, UnknownCandidatesError
 from service.dependencies import RuntimeDep
-from service.errors import FieldError
-from service.routes.similarity import ERROR_RESPONSES
+from service.errors import ERROR_RESPONSES, FieldError
 from service.schemas import EntityResult, KbqaResult, LinkRequest, LinkResponse
 from service.settings import Settings
 
@@ -62,17 +59,12 @@ def _check_task_fields(request: LinkRequest) -> None:
 
 
 def _check_index_has(request: LinkRequest, linker: LinkingEngine) -> None:
-    if request.task == "kbqa" and linker.index.manifest.counts.get("subject_predicate_pairs", 0) == 0:
+    if not linker.supports(request.task):
         raise FieldError(("task",), "the index has no facts for kbqa (build it with 'simlink build-index --facts')")
 
 
-def _query(request: LinkRequest, linker: LinkingEngine) -> LinkQuery:
+def _query(request: LinkRequest) -> LinkQuery:
     candidates = tuple(request.candidates) if request.candidates is not None else None
-    if candidates is not None:
-        try:
-            linker.check_candidates(candidates)
-        except UnknownCandidatesError as error:
-            raise FieldError(("candidates",), str(error), "unknown_id") from error
     mention = (request.mention.start, request.mention.end) if request.mention else None
     return LinkQuery(request.text, request.task, mention, request.top_k, request.num_beams, candidates)
 
@@ -89,14 +81,16 @@ async def link_entity(request: LinkRequest, runtime: RuntimeDep) -> LinkResponse
     ``task: entity`` returns entities (ids sharing a generated name are all listed);
     ``task: kbqa`` returns (subject, predicate) pairs with their answers from the KB.
     """
-    linker, batcher = runtime.linker, runtime.link_batcher
-    if linker is None or batcher is None:
+    if runtime.linker is None:
         raise HTTPException(status_code=503, detail=NOT_CONFIGURED)
+    linker = runtime.linker.engine
     _check_limits(request, runtime.settings)
     _check_task_fields(request)
     _check_index_has(request, linker)
-    query = await run_in_threadpool(_query, request, linker)
-    (matches,) = await batcher.submit([query])
+    try:
+        matches = await runtime.linker.link(_query(request))
+    except UnknownCandidatesError as error:
+        raise FieldError(("candidates",), str(error), "unknown_id") from error
     results = [
         EntityResult.model_validate(match, from_attributes=True)
         if isinstance(match, EntityMatch)

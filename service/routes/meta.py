@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.loader import torch_threads
-from models.similarity import METHODS
+from models.similarity.methods import METHODS
 from service.dependencies import RuntimeDep
 from service.runtime import Runtime
 
@@ -27,13 +27,13 @@ def package_version() -> str:
 @router.get("/health", summary="Liveness and readiness")
 async def health(runtime: RuntimeDep) -> dict[str, str]:
     """``ok`` once the model is loaded and warmed up (the server accepts no request before)."""
-    return {"status": "ok", "model": runtime.encoder.name}
+    return {"status": "ok", "model": runtime.similarity.encoder.name}
 
 
 @router.get("/info", summary="What the server loaded and its limits")
 async def info(runtime: RuntimeDep) -> dict[str, Any]:
     settings = runtime.settings
-    encoder = runtime.encoder
+    encoder = runtime.similarity.encoder
     return {
         "version": package_version(),
         "encoder": {
@@ -42,7 +42,14 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
             "max_tokens": encoder.max_tokens,
             "skip_special_tokens": settings.skip_special_tokens,
         },
-        "methods": list(METHODS),
+        "methods": {
+            name: {
+                "description": method.description,
+                "similarity": method.similarity_rule,
+                "alignment": method.alignment,
+            }
+            for name, method in METHODS.items()
+        },
         "linker": _linker_info(runtime),
         "limits": {
             "max_pairs": settings.max_pairs,
@@ -54,7 +61,7 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
         "batching": {
             "encoder_batch_tokens": settings.encoder_batch_tokens,
             "packing": encoder.packing,
-            "encoder_workers": runtime.encoder_workers,
+            "encoder_workers": runtime.similarity.workers,
             "torch_threads": torch_threads(),
             "batch_max_texts": settings.batch_max_texts,
             "batch_wait_ms": settings.batch_wait_ms,
@@ -65,13 +72,11 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
 
 def _linker_info(runtime: Runtime) -> dict[str, Any] | None:
     """The linker model and its index with the manifest, or None when linking is not configured."""
-    linker = runtime.linker
-    if linker is None:
+    if runtime.linker is None:
         return None
     settings = runtime.settings
     return {
-        "model": linker.model.describe(),
-        "index": linker.index.describe(),
+        **runtime.linker.engine.describe(),
         "limits": {
             "max_beams": settings.max_beams,
             "max_link_chars": settings.max_link_chars,

@@ -1,19 +1,21 @@
-"""``POST /similarity`` (score pairs) and ``POST /similarity/rank`` (rank candidates)."""
+"""``POST /similarity`` (score pairs) and ``POST /similarity/rank`` (rank candidates).
+
+Each route checks the deployment's limits, hands the texts to the similarity engine's async
+façade (which tokenizes, batches and scores) and converts the result; a text over the token
+limit becomes a 422 naming its field.
+"""
 
 from __future__ import annotations
 
-from asyncio import to_thread
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 from fastapi import APIRouter, Response
 
-from models.encoder import EncodedText, TextTooLongError, TokenEncoder, TokenizedText
-from models.similarity import rank_candidates, score_pair
+from models.similarity import TextTooLongError
 from service.dependencies import RuntimeDep
-from service.errors import FieldError, Location, field_path
-from service.runtime import Runtime
+from service.errors import ERROR_RESPONSES, FieldError, Location, field_path
 from service.schemas import (
-    ErrorResponse,
     PairResult,
     RankedResult,
     RankRequest,
@@ -24,11 +26,7 @@ from service.schemas import (
 )
 
 router = APIRouter(tags=["similarity"])
-
-ERROR_RESPONSES: dict[int | str, dict] = {
-    413: {"model": ErrorResponse, "description": "The request body is too large."},
-    422: {"model": ErrorResponse, "description": "A field is invalid; the message names it."},
-}
+T = TypeVar("T")
 
 
 def _at_most(location: Location, count: int, limit: int, what: str) -> None:
@@ -36,11 +34,10 @@ def _at_most(location: Location, count: int, limit: int, what: str) -> None:
         raise FieldError(location, f"has {count} {what}, more than the limit of {limit}", "too_long")
 
 
-def _tokenize(
-    encoder: TokenEncoder, texts: Sequence[str], locations: Sequence[Location], truncate: bool
-) -> list[TokenizedText]:
+async def _naming_long_texts(work: Awaitable[T], locations: Sequence[Location]) -> T:
+    """Awaits ``work``; a text over the token limit becomes a 422 naming its field."""
     try:
-        return encoder.tokenize(texts, truncate=truncate)
+        return await work
     except TextTooLongError as error:
         raise FieldError(
             locations[error.index],
@@ -49,22 +46,8 @@ def _tokenize(
         ) from error
 
 
-async def _encode(
-    runtime: Runtime, texts: Sequence[str], locations: Sequence[Location], truncate: bool
-) -> tuple[list[TokenizedText], list[EncodedText]]:
-    """Tokenizes (422 for a text over the limit) and encodes in the shared batch."""
-    tokenized = await to_thread(_tokenize, runtime.encoder, texts, locations, truncate)
-    return tokenized, await runtime.encoder_batcher.submit(tokenized)
-
-
-def _skip_special_tokens(request: SimilarityRequest | RankRequest, runtime: Runtime) -> bool:
-    if request.skip_special_tokens is None:
-        return runtime.settings.skip_special_tokens
-    return request.skip_special_tokens
-
-
-def _truncated_fields(locations: Sequence[Location], tokenized: Sequence[TokenizedText]) -> list[str]:
-    return [field_path(loc) for loc, text in zip(locations, tokenized, strict=True) if text.truncated]
+def _fields(locations: Sequence[Location], positions: Sequence[int]) -> list[str]:
+    return [field_path(locations[position]) for position in positions]
 
 
 @router.post(
@@ -80,45 +63,49 @@ async def similarity(request: SimilarityRequest, runtime: RuntimeDep) -> Respons
     settings = runtime.settings
     _at_most(("pairs",), len(request.pairs), settings.max_pairs, "pairs")
     locations = [("pairs", i, side) for i in range(len(request.pairs)) for side in ("a", "b")]
-    texts = [text for pair in request.pairs for text in (pair.a, pair.b)]
-    tokenized, encoded = await _encode(runtime, texts, locations, request.truncate)
-    skip = _skip_special_tokens(request, runtime)
-    alignment = settings.max_alignment_pairs if request.alignment else 0
-
-    def score_all() -> list[PairResult]:
-        scores = [
-            score_pair(encoded[2 * k], encoded[2 * k + 1], request.method, alignment, skip)
-            for k in range(len(request.pairs))
-        ]
-        return [PairResult.model_validate(score, from_attributes=True) for score in scores]
-
+    scored = await _naming_long_texts(
+        runtime.similarity.compare(
+            [(pair.a, pair.b) for pair in request.pairs],
+            method=request.method,
+            alignment=settings.max_alignment_pairs if request.alignment else 0,
+            truncate=request.truncate,
+            skip_special_tokens=request.skip_special_tokens,
+        ),
+        locations,
+    )
     response = SimilarityResponse(
         method=request.method,
-        model=runtime.encoder.name,
-        results=await to_thread(score_all),
-        truncated=_truncated_fields(locations, tokenized),
+        model=runtime.similarity.encoder.name,
+        results=[PairResult.model_validate(score, from_attributes=True) for score in scored.scores],
+        truncated=_fields(locations, scored.truncated),
     )
     return json_response(response)
 
 
 @router.post("/similarity/rank", response_model=RankResponse, responses=ERROR_RESPONSES, summary="Rank candidates")
 async def rank(request: RankRequest, runtime: RuntimeDep) -> Response:
-    """The ``top_k`` candidates most similar to ``source``, best first. For wrd and wmd, the
-    centroid and relaxed lower bounds skip exact solves that cannot reach the top k; the result
-    is the same as solving every candidate."""
-    settings = runtime.settings
-    _at_most(("candidates",), len(request.candidates), settings.max_candidates, "candidates")
+    """The ``top_k`` candidates most similar to ``source``, best first. For the exact transport
+    methods (wrd, wmd), centroid and relaxed lower bounds skip exact solves that cannot reach the
+    top k; the result is the same as solving every candidate."""
+    _at_most(("candidates",), len(request.candidates), runtime.settings.max_candidates, "candidates")
     locations = [("source",), *[("candidates", i) for i in range(len(request.candidates))]]
-    texts = [request.source, *request.candidates]
-    tokenized, encoded = await _encode(runtime, texts, locations, request.truncate)
-    skip = _skip_special_tokens(request, runtime)
-    top_k = min(request.top_k, len(request.candidates))
-    ranking = await to_thread(rank_candidates, encoded[0], encoded[1:], request.method, top_k, True, skip)
+    ranked = await _naming_long_texts(
+        runtime.similarity.rank(
+            request.source,
+            request.candidates,
+            method=request.method,
+            top_k=min(request.top_k, len(request.candidates)),
+            truncate=request.truncate,
+            skip_special_tokens=request.skip_special_tokens,
+        ),
+        locations,
+    )
+    ranking = ranked.ranking
     response = RankResponse(
         method=request.method,
-        model=runtime.encoder.name,
+        model=runtime.similarity.encoder.name,
         results=[RankedResult.model_validate(r, from_attributes=True) for r in ranking.results],
-        truncated=_truncated_fields(locations, tokenized),
+        truncated=_fields(locations, ranked.truncated),
         exact_solves=ranking.exact_solves,
         pruned=ranking.pruned,
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO
-from tests.e2e.server import run_to_exit, running_server
+from support.data import REPO
+from support.server import run_to_exit, running_server
 
 pytestmark = pytest.mark.e2e
 DEMO = REPO / "examples" / "demo_kb"

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models.encoder import TokenEncoder
 from models.loader import embedded_model_dir
 from models.similarity import SimilarityEngine
-from tests.e2e.server import free_port, run_to_exit, running_server
+from models.similarity.encoder import TokenEncoder
+from support.server import free_port, run_to_exit, running_server
 
 pytestmark = pytest.mark.e2e
 

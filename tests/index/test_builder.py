@@ -17,7 +17,7 @@ from index.builder import KbSources, build_index
 from index.kb import KbFormatError
 from index.linking_index import LinkingIndex
 from index.manifest import IndexLoadError, TokenizerIdentity
-from tests.conftest import REPO
+from support.data import REPO
 from tests.index.word_tokenizer import WordTokenizer
 
 ENTITIES = [

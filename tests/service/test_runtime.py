@@ -44,8 +44,8 @@ def test_an_unpacked_encoder_gets_one_worker_with_all_the_cores(
     try:
         with threadpool_limits(limits=None):  # restores BLAS's thread counts
             runtime = build_runtime(Settings(model=str(save_tiny_roberta(tmp_path))), Metrics())
-            assert not runtime.encoder.packing
-            assert runtime.encoder_workers == 1
+            assert not runtime.similarity.encoder.packing
+            assert runtime.similarity.workers == 1
             assert torch.get_num_threads() == threads_per_worker(1)
     finally:
         torch.set_num_threads(threads)

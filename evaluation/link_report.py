@@ -1,0 +1,125 @@
+"""The LC-QuAD linking report: every method on the same dev split, scored the same way.
+
+:func:`evaluate_linking` runs the baselines (dictionary, dense) and, given a trained linker, the
+generative methods and single-triple KBQA; ``simlink evaluate link`` only parses its options,
+calls it and prints the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from evaluation.baselines import DenseLinker, DictionaryLinker
+from evaluation.lcquad import LcQuad, Question, entity_id
+from evaluation.metrics import score_predictions
+from index.progress import Progress, no_progress
+from models.linking import LinkingEngine, LinkQuery, NgramCandidates, several_entities
+
+CandidateSource = Callable[[str], "tuple[str, ...] | None"]
+
+
+@dataclass
+class LinkReport:
+    """Per method, the :func:`~evaluation.metrics.score_predictions` summary; and KBQA accuracy."""
+
+    questions: int
+    entity_linking: dict[str, dict[str, float]] = field(default_factory=dict)
+    kbqa: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {"questions": self.questions, "entity_linking": self.entity_linking, "kbqa": self.kbqa}
+
+
+def generative_predictions(
+    engine: LinkingEngine,
+    questions: Sequence[Question],
+    num_beams: int,
+    batch_size: int,
+    progress: Progress = no_progress,
+    candidates: CandidateSource | None = None,
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Per question: the top beam alone, and :func:`several_entities` of the beams (a cheap way to
+    return several entities per question). With ``candidates``, each question's search is
+    restricted to the ids it returns (the full trie when it returns None)."""
+    top1, with_mentioned = [], []
+    batches = [questions[i : i + batch_size] for i in range(0, len(questions), batch_size)]
+    for batch in progress(batches, "linking", len(batches)):
+        queries = [
+            LinkQuery(
+                q.text,
+                "entity",
+                top_k=num_beams,
+                num_beams=num_beams,
+                candidates=candidates(q.text) if candidates else None,
+            )
+            for q in batch
+        ]
+        for question, matches in zip(batch, engine.link(queries), strict=True):
+            names = list(dict.fromkeys(match.name for match in matches))
+            top1.append(names[:1])
+            with_mentioned.append(several_entities(names, question.text))
+    return top1, with_mentioned
+
+
+def kbqa_accuracy(
+    engine: LinkingEngine, questions: Sequence[Question], num_beams: int, batch_size: int
+) -> dict[str, float]:
+    """Top-1 accuracy of (subject, predicate), and of each part, on the single-triple questions."""
+    single = [q for q in questions if q.pair]
+    hits = {"pair": 0, "subject": 0, "predicate": 0}
+    for start in range(0, len(single), batch_size):
+        batch = single[start : start + batch_size]
+        found = engine.link([LinkQuery(q.text, "kbqa", top_k=1, num_beams=num_beams) for q in batch])
+        for question, matches in zip(batch, found, strict=True):
+            predicted = (matches[0].subject, matches[0].predicate) if matches else ("", "")
+            hits["pair"] += predicted == question.pair
+            hits["subject"] += predicted[0] == question.pair[0]
+            hits["predicate"] += predicted[1] == question.pair[1]
+    return {"questions": len(single), **{f"{key}_accuracy": value / max(len(single), 1) for key, value in hits.items()}}
+
+
+def _timed(predict: Callable[[], list[list[str]]]) -> tuple[list[list[str]], float]:
+    started = time.perf_counter()
+    predicted = predict()
+    return predicted, time.perf_counter() - started
+
+
+def evaluate_linking(
+    data: LcQuad,
+    embed: Callable[[Sequence[str]], np.ndarray],
+    linker: LinkingEngine | None = None,
+    num_beams: int = 5,
+    batch_size: int = 25,
+    progress: Progress = no_progress,
+) -> LinkReport:
+    """Scores every method on ``data.dev``: dictionary matching and dense retrieval (``embed`` maps
+    texts to unit vectors), then, with a ``linker``, the generative methods (full trie, n-gram
+    candidate trie; top beam, and with other mentioned beams) and single-triple KBQA."""
+    dev = data.dev
+    runs: dict[str, tuple[list[list[str]], float]] = {}
+    dictionary = DictionaryLinker(data.names)
+    runs["dictionary (longest match)"] = _timed(lambda: [dictionary.link(q.text) for q in dev])
+    runs["dense MiniLM (top 1)"] = _timed(lambda: DenseLinker(embed, data.names).link_all([q.text for q in dev]))
+    report = LinkReport(len(dev))
+    if linker is not None:
+        variants: list[tuple[str, str, CandidateSource | None]] = [
+            (f"generative, top beam (beam {num_beams})", "generative, top beam + other mentioned beams", None),
+            (
+                "generative, n-gram candidate trie, top beam",
+                "generative, n-gram candidate trie + other mentioned beams",
+                NgramCandidates(data.names, entity_id),
+            ),
+        ]
+        for top_label, mentioned_label, candidates in variants:
+            started = time.perf_counter()
+            top1, mentioned = generative_predictions(linker, dev, num_beams, batch_size, progress, candidates)
+            seconds = time.perf_counter() - started
+            runs[top_label] = (top1, seconds)
+            runs[mentioned_label] = (mentioned, seconds)
+        report.kbqa = kbqa_accuracy(linker, dev, num_beams, batch_size)
+    report.entity_linking = {method: score_predictions(data, predicted, s) for method, (predicted, s) in runs.items()}
+    return report

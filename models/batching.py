@@ -1,0 +1,151 @@
+"""Merges the work of concurrent requests into one call of a batch function.
+
+A model's forward pass costs about the same for one text as for a few dozen, so a server
+that runs one pass per request wastes most of the CPU under load. Requests submit their items
+to a :class:`MicroBatcher`; a worker takes everything queued (waiting up to ``max_wait_ms``
+for more when the queue is short), runs the batch function once in its own thread, and hands
+each request its share of the results. With several workers, batches run side by side (for a
+model whose forward pass releases Python's global lock), while the next one gathers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+@dataclass(eq=False)  # jobs are told apart by identity (kept in a set)
+class _Job(Generic[In, Out]):
+    items: Sequence[In]
+    future: asyncio.Future[list[Out]] = field(repr=False)
+
+
+class MicroBatcher(Generic[In, Out]):
+    """Runs ``process(items) -> outputs`` (same length, same order) over merged requests.
+
+    ``process`` runs in ``workers`` dedicated threads, one batch per thread at a time; with one
+    worker, a model is never used by two batches at once. ``on_batch(size)`` is called with each
+    batch's item count (for metrics).
+    """
+
+    def __init__(
+        self,
+        process: Callable[[list[In]], list[Out]],
+        max_items: int = 256,
+        max_wait_ms: float = 2.0,
+        on_batch: Callable[[int], None] | None = None,
+        name: str = "batcher",
+        workers: int = 1,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a batcher needs at least one worker")
+        self._process = process
+        self._max_items = max_items
+        self._max_wait = max_wait_ms / 1000.0
+        self._on_batch = on_batch
+        self._name = name
+        self._worker_count = workers
+        self._queue: asyncio.Queue[_Job[In, Out]] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._taken: set[_Job[In, Out]] = set()  # off the queue, not yet answered
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        """Starts the workers; call from the running event loop (the app's lifespan)."""
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=self._worker_count, thread_name_prefix=self._name)
+        self._workers = [asyncio.create_task(self._run(), name=f"{self._name}-{n}") for n in range(self._worker_count)]
+
+    async def stop(self) -> None:
+        """Stops the workers; requests queued or in a running batch fail with a clear error, and
+        later submissions are refused. Waits (without blocking the event loop) for running
+        batches to finish."""
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        self._workers = []
+        unfinished = list(self._taken)
+        while self._queue is not None and not self._queue.empty():
+            unfinished.append(self._queue.get_nowait())
+        self._queue = None
+        self._taken.clear()
+        for job in unfinished:
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the server is shutting down"))
+        if self._executor is not None:
+            await asyncio.to_thread(self._executor.shutdown, True)
+            self._executor = None
+
+    async def submit(self, items: Sequence[In]) -> list[Out]:
+        """Queues ``items`` and waits for their outputs."""
+        if self._queue is None:
+            raise RuntimeError(f"{self._name} is not running")
+        if not items:
+            return []
+        future: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(items, future))
+        return await future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            jobs = await self._gather(await self._take())
+            await self._execute(jobs)
+            self._taken.difference_update(jobs)
+
+    async def _take(self) -> _Job[In, Out]:
+        assert self._queue is not None
+        job = await self._queue.get()
+        self._taken.add(job)
+        return job
+
+    async def _gather(self, first: _Job[In, Out]) -> list[_Job[In, Out]]:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        jobs, count = [first], len(first.items)
+        deadline = loop.time() + self._max_wait
+        while count < self._max_items:
+            try:
+                job = self._queue.get_nowait()
+                self._taken.add(job)
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._take(), remaining)
+                except TimeoutError:
+                    break
+            jobs.append(job)
+            count += len(job.items)
+        return jobs
+
+    async def _execute(self, jobs: list[_Job[In, Out]]) -> None:
+        live = [job for job in jobs if not job.future.done()]  # a cancelled request needs no work
+        if not live:
+            return
+        items = [item for job in live for item in job.items]
+        if self._on_batch is not None:
+            self._on_batch(len(items))
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._process, items)
+        except Exception as error:
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        start = 0
+        for job in live:
+            end = start + len(job.items)
+            if not job.future.done():
+                job.future.set_result(outputs[start:end])
+            start = end

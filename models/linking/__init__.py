@@ -1,0 +1,44 @@
+"""The linking wing: a seq2seq model writes entity names, or subjects and predicates, under a prefix trie.
+
+Modules: ``seq2seq`` (loading any seq2seq model, or bert2bert warm-started from the embedded
+encoder; the linking tokens), ``generation`` (beam search constrained by a trie), ``candidates``
+(lexical heuristics: which names a text mentions), ``engine`` (the synchronous engine and the
+server's async façade), ``training_data`` and ``trainer`` (fine-tuning on a knowledge base).
+A new linking heuristic goes in ``candidates``, or beside it, and is called by ``engine``.
+"""
+
+from models.exports import lazy_attributes
+
+_EXPORTS = {
+    "Task": "seq2seq",
+    "Seq2SeqModel": "seq2seq",
+    "LinkingTokenizer": "seq2seq",
+    "load_seq2seq_model": "seq2seq",
+    "load_linking_tokenizer": "seq2seq",
+    "format_input": "seq2seq",
+    "MENTION_START": "seq2seq",
+    "MENTION_END": "seq2seq",
+    "Hypothesis": "generation",
+    "constrained_beam_search": "generation",
+    "NgramCandidates": "candidates",
+    "several_entities": "candidates",
+    "mention_span": "candidates",
+    "words": "candidates",
+    "LinkingEngine": "engine",
+    "AsyncLinkingEngine": "engine",
+    "LinkQuery": "engine",
+    "EntityMatch": "engine",
+    "PairMatch": "engine",
+    "Matches": "engine",
+    "UnknownCandidatesError": "engine",
+    "Example": "training_data",
+    "entity_examples": "training_data",
+    "fact_examples": "training_data",
+    "read_labelled": "training_data",
+    "TrainConfig": "trainer",
+    "TrainReport": "trainer",
+    "train": "trainer",
+    "latest_checkpoint": "trainer",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

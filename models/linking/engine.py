@@ -1,0 +1,211 @@
+"""Generative entity linking and KBQA: the seq2seq model writes a name the trie allows, the KB resolves it.
+
+Usable from Python without the server::
+
+    engine = LinkingEngine.open(load_seq2seq_model("runs/demo-model"), Path("runs/demo-index"))
+    engine.link([LinkQuery("Who founded [START_ENT] Amazon [END_ENT]?")])
+
+:class:`AsyncLinkingEngine` is the server's façade: concurrent queries share ``generate`` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from index.linking_index import LinkingIndex
+from index.trie import TokenTrie
+from models.batching import MicroBatcher
+from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
+from models.linking.seq2seq import Seq2SeqModel, Task, format_input
+
+
+class UnknownCandidatesError(ValueError):
+    """Candidate entity ids that the index does not hold."""
+
+    def __init__(self, unknown: Sequence[str]) -> None:
+        shown = ", ".join(repr(entity_id) for entity_id in unknown[:10])
+        super().__init__(f"{len(unknown)} unknown entity id(s): {shown}")
+        self.unknown = list(unknown)
+
+
+@dataclass(frozen=True)
+class LinkQuery:
+    """One linking request: a text (with an optional mention span) and how many answers to return."""
+
+    text: str
+    task: Task = "entity"
+    mention: tuple[int, int] | None = None
+    top_k: int = 5
+    num_beams: int = 5
+    candidates: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EntityMatch:
+    id: str
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PairMatch:
+    subject: str
+    predicate: str
+    answers: tuple[str, ...]
+    score: float
+
+
+Matches = list[EntityMatch] | list[PairMatch]
+
+
+@dataclass
+class LinkingEngine:
+    """A seq2seq model and the index of the knowledge base whose names it may write."""
+
+    model: Seq2SeqModel
+    index: LinkingIndex
+    max_input_tokens: int = 256
+    _max_lengths: dict[str, int] = field(init=False)
+
+    @classmethod
+    def open(cls, model: Seq2SeqModel, index_path: Path, max_input_tokens: int = 256) -> LinkingEngine:
+        """Opens the index at ``index_path`` for ``model``, refusing one built with another tokenizer
+        or other special tokens (:class:`index.manifest.IndexLoadError`, naming the path)."""
+        index = LinkingIndex.open(index_path, model.tokens.identity)
+        index.manifest.check_special_tokens(index.path, model.tokens.special_tokens)
+        return cls(model, index, max_input_tokens)
+
+    def __post_init__(self) -> None:
+        counts = self.index.manifest.counts
+        self._max_lengths = {
+            "entity": counts.get("longest_entity_sequence", 64),
+            "kbqa": counts.get("longest_kbqa_sequence", 64),
+        }
+
+    def supports(self, task: Task) -> bool:
+        """Whether the index holds anything to answer ``task`` with (``kbqa`` needs facts)."""
+        key = "subject_predicate_pairs" if task == "kbqa" else "distinct_names"
+        return self.index.manifest.counts.get(key, 0) > 0
+
+    def describe(self) -> dict[str, Any]:
+        """The model and the index (with its manifest), as plain data."""
+        return {"model": self.model.describe(), "index": self.index.describe()}
+
+    def close(self) -> None:
+        self.index.close()
+
+    def check_candidates(self, candidates: Sequence[str]) -> dict[str, int]:
+        """Sequence ids of the candidates' names; raises :class:`UnknownCandidatesError` for unknown ids."""
+        found = self.index.store.sequences_of_entities(candidates)
+        unknown = [entity_id for entity_id in candidates if entity_id not in found]
+        if unknown:
+            raise UnknownCandidatesError(unknown)
+        return found
+
+    def _trie_for(self, query: LinkQuery) -> NextTokenSource:
+        if query.task == "kbqa":
+            return self.index.kbqa_trie
+        if query.candidates is None:
+            return self.index.entity_trie
+        sequence_ids = set(self.check_candidates(query.candidates).values())
+        return TokenTrie.build(self.index.entity_trie.sequence(sequence_id) for sequence_id in sequence_ids)
+
+    def link(self, queries: Sequence[LinkQuery]) -> list[Matches]:
+        """Matches per query, best first; queries with the same beam width share one ``generate`` call."""
+        results: list[Matches] = [[] for _ in queries]
+        by_beams: dict[int, list[int]] = {}
+        for position, query in enumerate(queries):
+            by_beams.setdefault(query.num_beams, []).append(position)
+        for num_beams, positions in by_beams.items():
+            group = [queries[position] for position in positions]
+            hypotheses = constrained_beam_search(
+                self.model,
+                [self._model_input(query) for query in group],
+                [self._trie_for(query) for query in group],
+                num_beams=num_beams,
+                max_new_tokens=max(self._max_lengths[query.task] for query in group) + 1,
+                max_input_tokens=self.max_input_tokens,
+            )
+            for position, query, found in zip(positions, group, hypotheses, strict=True):
+                results[position] = self._resolve(query, found)
+        return results
+
+    def _model_input(self, query: LinkQuery) -> str:
+        """The formatted input; a long text is cut to a window around the mention, so that the input's
+        token limit can never cut the mention markers off."""
+        text, mention = query.text, query.mention
+        window = self.max_input_tokens * 2  # characters each side: about half the token budget in English
+        if mention is not None and len(text) > 2 * window:
+            start = max(0, mention[0] - window)
+            text = text[start : mention[1] + window]
+            mention = (mention[0] - start, mention[1] - start)
+        return format_input(text, query.task, mention)
+
+    def _resolve(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> Matches:
+        if query.task == "kbqa":
+            return self._resolve_pairs(hypotheses, query.top_k)
+        return self._resolve_entities(hypotheses, query)
+
+    def _resolve_entities(self, hypotheses: list[Hypothesis], query: LinkQuery) -> list[EntityMatch]:
+        trie = self.index.entity_trie
+        scored = [(trie.sequence_id(hypothesis.tokens), hypothesis.score) for hypothesis in hypotheses]
+        entities = self.index.store.entities_of_sequences([sequence_id for sequence_id, _ in scored])
+        allowed = set(query.candidates) if query.candidates is not None else None
+        matches = [
+            EntityMatch(entity_id, name, score)
+            for sequence_id, score in scored
+            for entity_id, name in entities.get(sequence_id, [])
+            if allowed is None or entity_id in allowed
+        ]
+        return matches[: query.top_k]
+
+    def _resolve_pairs(self, hypotheses: list[Hypothesis], top_k: int) -> list[PairMatch]:
+        trie, store = self.index.kbqa_trie, self.index.store
+        matches = []
+        for hypothesis in hypotheses:
+            for subject, predicate in store.pairs_of_sequence(trie.sequence_id(hypothesis.tokens)):
+                matches.append(
+                    PairMatch(subject, predicate, tuple(store.objects(subject, predicate)), hypothesis.score)
+                )
+        return matches[:top_k]
+
+
+class AsyncLinkingEngine:
+    """The linking engine for a server: concurrent queries with the same beam width share one
+    ``generate`` call, run in a worker thread (:mod:`models.batching`)."""
+
+    def __init__(
+        self,
+        engine: LinkingEngine,
+        max_batch_queries: int = 16,
+        batch_wait_ms: float = 2.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self._batcher: MicroBatcher[LinkQuery, Matches] = MicroBatcher(
+            engine.link,
+            max_items=max_batch_queries,
+            max_wait_ms=batch_wait_ms,
+            on_batch=on_batch,
+            name="link-batcher",
+        )
+
+    async def start(self) -> None:
+        await self._batcher.start()
+
+    async def stop(self) -> None:
+        """Stops the batch worker; waiting callers fail with a clear error. The engine stays open:
+        whoever opened it closes it."""
+        await self._batcher.stop()
+
+    async def link(self, query: LinkQuery) -> Matches:
+        """The matches of one query, best first; unknown candidate ids raise
+        :class:`UnknownCandidatesError` before any generation."""
+        if query.candidates is not None:
+            await asyncio.to_thread(self.engine.check_candidates, query.candidates)
+        (matches,) = await self._batcher.submit([query])
+        return matches

@@ -1,0 +1,189 @@
+"""The seq2seq model that writes entity names and (subject, predicate) pairs, and its tokenizer.
+
+Any local Hugging Face seq2seq directory (T5, BART, ``EncoderDecoderModel``) or hub name
+loads as is. The embedded default is a bert2bert ``EncoderDecoderModel`` warm-started from
+the embedded all-MiniLM-L6-v2: both halves start from its weights, the decoder's cross-attention
+starts untrained, so it must be fine-tuned (``simlink train``) before it links anything.
+
+The tokenizer gains special tokens for the linking input and output (mention markers, task
+tags, the subject/predicate separator); an index records this tokenizer's identity.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from index.manifest import SpecialTokens, TokenizerIdentity
+from models.loader import (
+    DType,
+    LoadedModel,
+    ModelSource,
+    in_eval_mode,
+    load_pretrained,
+    load_tokenizer,
+    loading,
+    resolve_model_source,
+)
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["entity", "kbqa"]
+MENTION_START = "[START_ENT]"
+MENTION_END = "[END_ENT]"
+PREDICATE_SEPARATOR = "[PRED]"
+TASK_TAGS: dict[str, str] = {"entity": "[ENTITY]", "kbqa": "[KBQA]"}
+LINKING_TOKENS = (MENTION_START, MENTION_END, PREDICATE_SEPARATOR, *TASK_TAGS.values())
+EMBEDDED_NAME = "bert2bert-all-MiniLM-L6-v2"
+
+
+def add_linking_tokens(tokenizer: Any) -> int:
+    """Adds the linking special tokens the tokenizer lacks; returns how many were added."""
+    missing = [token for token in LINKING_TOKENS if token not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    return len(missing)
+
+
+def tokenizer_identity(tokenizer: Any, name: str) -> TokenizerIdentity:
+    """The identity an index records for ``tokenizer`` (see :class:`index.manifest.TokenizerIdentity`):
+    its vocabulary and, for fast tokenizers, its normalizer and pre-tokenizer (a cased and an uncased
+    tokenizer may share one vocabulary)."""
+    rules = ""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        rules = json.dumps([spec.get("normalizer"), spec.get("pre_tokenizer")], sort_keys=True)
+    return TokenizerIdentity.from_vocab(name, tokenizer.get_vocab(), rules)
+
+
+def format_input(text: str, task: Task, mention: tuple[int, int] | None = None) -> str:
+    """The model's input: a task tag, then the text with the mention (if any) between markers."""
+    if mention is not None:
+        start, end = mention
+        text = f"{text[:start]}{MENTION_START} {text[start:end]} {MENTION_END}{text[end:]}"
+    return f"{TASK_TAGS[task]} {text}"
+
+
+def encode_names(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text without special tokens (how names are stored in a trie); a literal
+    ``[SEP]`` inside a name is spelled out, not read as the special token."""
+    return tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
+def linking_special_tokens(tokenizer: Any, config: Any | None = None) -> SpecialTokens:
+    """End-of-sequence and separator ids; the end id is the model's EOS (BERT's [SEP])."""
+    end = getattr(config, "eos_token_id", None) if config is not None else None
+    if end is None:
+        end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    return SpecialTokens(end=int(end), separator=int(tokenizer.convert_tokens_to_ids(PREDICATE_SEPARATOR)))
+
+
+@dataclass
+class LinkingTokenizer:
+    """The tokenizer side of a linker: what ``build-index`` needs (no weights), and what an index
+    records. ``config`` is the model's, when one is loaded: its EOS id ends every name."""
+
+    tokenizer: Any
+    name: str
+    config: Any | None = None
+
+    @property
+    def identity(self) -> TokenizerIdentity:
+        return tokenizer_identity(self.tokenizer, self.name)
+
+    @property
+    def special_tokens(self) -> SpecialTokens:
+        return linking_special_tokens(self.tokenizer, self.config)
+
+    def encode_names(self, texts: Sequence[str]) -> list[list[int]]:
+        return encode_names(self.tokenizer, texts)
+
+
+@dataclass
+class Seq2SeqModel:
+    """A loaded seq2seq model and its :class:`LinkingTokenizer` (``tokens``: identity, special ids,
+    name encoding)."""
+
+    loaded: LoadedModel
+    tokens: LinkingTokenizer
+
+    @property
+    def name(self) -> str:
+        return self.tokens.name
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.loaded.tokenizer
+
+    @property
+    def decoder_prefix_length(self) -> int:
+        """Tokens a generated sequence starts with before the name: the start token, and a forced BOS."""
+        return 1 + (self.model.generation_config.forced_bos_token_id is not None)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.loaded.describe(), "name": self.name}
+
+
+def _source_name(source: ModelSource) -> str:
+    return EMBEDDED_NAME if source.kind == "embedded" else source.location
+
+
+def load_linking_tokenizer(model: str | None) -> LinkingTokenizer:
+    """The tokenizer of the seq2seq ``model`` (same resolution as :func:`load_seq2seq_model`)."""
+    source = resolve_model_source(model)
+    tokenizer = load_tokenizer(source)
+    add_linking_tokens(tokenizer)
+    return LinkingTokenizer(tokenizer, _source_name(source))
+
+
+def _warm_started_bert2bert(source: ModelSource, dtype: DType) -> LoadedModel:
+    from transformers import AutoTokenizer, EncoderDecoderModel
+
+    with loading(source.location, "warm-start bert2bert", expected_warnings=True):  # new cross-attention
+        tokenizer = AutoTokenizer.from_pretrained(source.location)
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(source.location, source.location)
+    model.config.decoder_start_token_id = tokenizer.cls_token_id
+    model.config.eos_token_id = tokenizer.sep_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    for key in ("decoder_start_token_id", "eos_token_id", "pad_token_id"):
+        setattr(model.generation_config, key, getattr(model.config, key))
+    return LoadedModel(model=in_eval_mode(model, dtype), tokenizer=tokenizer, source=source, dtype=dtype)
+
+
+def _resize_embeddings(model: Any, size: int) -> None:
+    from transformers import EncoderDecoderModel
+
+    if isinstance(model, EncoderDecoderModel):  # it refuses to resize itself; its halves can
+        model.encoder.resize_token_embeddings(size, mean_resizing=False)
+        model.decoder.resize_token_embeddings(size, mean_resizing=False)
+        model.config.decoder.vocab_size = size
+        model.config.encoder.vocab_size = size
+    else:
+        model.resize_token_embeddings(size, mean_resizing=False)
+
+
+def load_seq2seq_model(model: str | None = None, dtype: DType = "fp32") -> Seq2SeqModel:
+    """Loads the seq2seq linker: ``None``/``"embedded"`` warm-starts bert2bert from the embedded MiniLM.
+
+    Raises :class:`models.loader.ModelLoadError` naming the path on any failure.
+    """
+    from transformers import AutoModelForSeq2SeqLM
+
+    source = resolve_model_source(model)
+    loaded = (
+        _warm_started_bert2bert(source, dtype)
+        if source.kind == "embedded"
+        else load_pretrained(source, AutoModelForSeq2SeqLM, dtype)
+    )
+    if add_linking_tokens(loaded.tokenizer):
+        _resize_embeddings(loaded.model, len(loaded.tokenizer))
+    tokens = LinkingTokenizer(loaded.tokenizer, _source_name(source), loaded.model.config)
+    return Seq2SeqModel(loaded, tokens)

@@ -1,0 +1,274 @@
+"""Fine-tunes the seq2seq linker and saves a model directory the service and the index builder load.
+
+The output directory holds the model and tokenizer (Hugging Face format), ``training_config.json``
+and ``dev_metrics.json`` (dev loss and constrained exact match). A ``checkpoint/`` inside it
+is written every few hundred steps and when the time budget runs out, so ``resume`` continues
+where a run stopped (same examples, same order, same optimizer state).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from index.trie import TokenTrie
+from models.linking.generation import constrained_beam_search
+from models.linking.seq2seq import Seq2SeqModel, load_seq2seq_model
+from models.linking.training_data import Example, target_ids
+
+logger = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint"
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """How to train; saved beside the model as ``training_config.json``."""
+
+    epochs: float = 3.0
+    max_minutes: float | None = None
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    warmup_steps: int = 50
+    seed: int = 0
+    dev_fraction: float = 0.05
+    max_dev_examples: int = 200
+    bf16: bool = True
+    checkpoint_every: int = 200
+    max_input_tokens: int = 128
+
+
+@dataclass
+class TrainReport:
+    """What a run did: steps (in total, resumed ones included; and in this run), losses and dev metrics."""
+
+    steps: int
+    steps_this_run: int
+    examples_per_second: float
+    seconds: float
+    first_loss: float
+    last_loss: float
+    dev: dict[str, float]
+    stopped_by: str
+
+
+StepCallback = Callable[[int, int, float], None]
+
+
+def split_dev(
+    examples: Sequence[Example], fraction: float, limit: int, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """A deterministic (seeded) train/dev split."""
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    size = min(limit, int(len(shuffled) * fraction))
+    return shuffled[size:], shuffled[:size]
+
+
+class _Batches:
+    """Tokenized training batches; targets are the exact trie sequences."""
+
+    def __init__(self, model: Seq2SeqModel, max_input_tokens: int) -> None:
+        self.model = model
+        self.max_input_tokens = max_input_tokens
+        self._encoded: dict[str, list[int]] = {}
+
+    def _encode_targets(self, examples: Sequence[Example]) -> None:
+        missing = list({text for e in examples for text in e.target_texts() if text not in self._encoded})
+        if missing:
+            self._encoded.update(zip(missing, self.model.tokens.encode_names(missing), strict=True))
+
+    def targets(self, examples: Sequence[Example]) -> list[list[int]]:
+        self._encode_targets(examples)
+        special = self.model.tokens.special_tokens
+        forced_bos = self.model.model.generation_config.forced_bos_token_id
+        prefix = [forced_bos] if forced_bos is not None else []
+        return [prefix + target_ids(example, self._encoded, special) for example in examples]
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        inputs = self.model.tokenizer(
+            [e.source for e in examples],
+            padding=True,
+            truncation=True,
+            max_length=self.max_input_tokens,
+            return_tensors="pt",
+        )
+        targets = self.targets(examples)
+        labels = torch.full((len(targets), max(map(len, targets))), -100, dtype=torch.long)
+        for row, target in enumerate(targets):
+            labels[row, : len(target)] = torch.tensor(target)
+        return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "labels": labels}
+
+
+def _learning_rate(step: int, config: TrainConfig) -> float:
+    return config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
+
+
+def training_fingerprint(train_set: Sequence[Example], config: TrainConfig) -> str:
+    """What a resumed run must share with the run it continues: the examples, their order and batching."""
+    digest = hashlib.sha256(f"{config.seed}|{config.batch_size}|{config.dev_fraction}".encode())
+    for example in train_set:
+        digest.update(f"{example.source}\t{example.task}\t{example.name}\t{example.predicate}\n".encode())
+    return digest.hexdigest()
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The newest complete checkpoint under ``out_dir`` (also one left aside by a stop mid-swap), or None."""
+    for candidate in (out_dir / CHECKPOINT, out_dir / f"{CHECKPOINT}.old"):
+        if (candidate / STATE_FILE).is_file():
+            return candidate
+    return None
+
+
+def load_for_training(model: str | None, out_dir: Path, resume: bool, seed: int = 0) -> Seq2SeqModel:
+    """The model a run starts from: ``model`` (seeded first, since a warm start draws new
+    cross-attention weights), or with ``resume`` the latest checkpoint under ``out_dir``
+    (``ValueError`` if there is none)."""
+    torch.manual_seed(seed)
+    if not resume:
+        return load_seq2seq_model(model)
+    checkpoint = latest_checkpoint(out_dir)
+    if checkpoint is None:
+        raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
+    return load_seq2seq_model(str(checkpoint))
+
+
+def _save_checkpoint(
+    out_dir: Path, model: Seq2SeqModel, optimizer: torch.optim.Optimizer, step: int, fingerprint: str
+) -> None:
+    """Writes aside, then swaps in: a stop at any moment leaves a complete checkpoint behind."""
+    directory, staging, old = (out_dir / name for name in (CHECKPOINT, f"{CHECKPOINT}.tmp", f"{CHECKPOINT}.old"))
+    for leftover in (staging, old):
+        if leftover.exists() and latest_checkpoint(out_dir) != leftover:
+            shutil.rmtree(leftover)
+    model.model.save_pretrained(staging)
+    model.tokenizer.save_pretrained(staging)
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "fingerprint": fingerprint}, staging / STATE_FILE)
+    if directory.exists():
+        directory.rename(old)
+    staging.rename(directory)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _resume_step(out_dir: Path, optimizer: torch.optim.Optimizer, fingerprint: str) -> int:
+    checkpoint = latest_checkpoint(out_dir)
+    if checkpoint is None:
+        raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
+    state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+    if state.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"the checkpoint in {checkpoint} was trained on other examples, batch size, seed or dev split; "
+            "resume with the same data and options, or train into a new directory"
+        )
+    optimizer.load_state_dict(state["optimizer"])
+    logger.info("resuming from step %d", state["step"])
+    return int(state["step"])
+
+
+def _dev_metrics(
+    model: Seq2SeqModel, batches: _Batches, dev: Sequence[Example], every_example: Sequence[Example], batch_size: int
+) -> dict[str, float]:
+    """Dev loss and exact match of constrained beam search over a trie of every target (train and dev),
+    i.e. among all the names the examples know, not just the dev ones."""
+    if not dev:
+        return {}
+    model.model.eval()
+    losses = []
+    exact = 0
+    targets = batches.targets(dev)
+    prefix = model.decoder_prefix_length - 1  # a forced BOS, if the model has one
+    trie = TokenTrie.build(target[prefix:] for target in batches.targets(every_example))
+    with torch.inference_mode():
+        for start in range(0, len(dev), batch_size):
+            chunk = dev[start : start + batch_size]
+            losses.append(float(model.model(**batches(chunk)).loss) * len(chunk))
+            found = constrained_beam_search(
+                model,
+                [e.source for e in chunk],
+                [trie] * len(chunk),
+                num_beams=3,
+                max_new_tokens=max(map(len, targets)) + 1,
+                max_input_tokens=batches.max_input_tokens,
+            )
+            for hypotheses, target in zip(found, targets[start : start + batch_size], strict=True):
+                exact += bool(hypotheses) and list(hypotheses[0].tokens) == target[prefix:]
+    return {"dev_examples": len(dev), "dev_loss": sum(losses) / len(dev), "dev_exact_match": exact / len(dev)}
+
+
+def train(
+    model: Seq2SeqModel,
+    examples: Sequence[Example],
+    out_dir: Path,
+    config: TrainConfig,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+) -> TrainReport:
+    """Fine-tunes ``model`` on ``examples`` and saves it to ``out_dir``.
+
+    Stops after ``config.epochs`` epochs or ``config.max_minutes``, whichever comes first.
+    With ``resume`` the optimizer state and step count are read from the checkpoint under ``out_dir``
+    (load the model itself from :func:`latest_checkpoint` too); the examples and options must be
+    the same as the run it continues (``ValueError`` otherwise).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    # EncoderDecoderModel warns on every labelled forward that old checkpoints computed the loss differently.
+    warnings.filterwarnings("ignore", message="Version v4.12.0 introduces a better way", category=FutureWarning)
+    train_set, dev_set = split_dev(examples, config.dev_fraction, config.max_dev_examples, config.seed)
+    if not train_set:
+        raise ValueError("no training examples")
+    batches = _Batches(model, config.max_input_tokens)
+    optimizer = torch.optim.AdamW(model.model.parameters(), lr=config.learning_rate)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total_steps = max(1, int(config.epochs * steps_per_epoch))
+    fingerprint = training_fingerprint(train_set, config)
+    step = first_step = _resume_step(out_dir, optimizer, fingerprint) if resume else 0
+    model.model.train()
+    started = time.monotonic()
+    first_loss = last_loss = math.nan
+    stopped_by = "epochs"
+    while step < total_steps:
+        epoch, position = divmod(step, steps_per_epoch)
+        order = list(range(len(train_set)))
+        random.Random(config.seed + epoch).shuffle(order)
+        chunk = [train_set[i] for i in order[position * config.batch_size : (position + 1) * config.batch_size]]
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(step, config)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            loss = model.model(**batches(chunk)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        last_loss = loss.detach().item()
+        first_loss = last_loss if math.isnan(first_loss) else first_loss
+        if on_step is not None:
+            on_step(step, total_steps, last_loss)
+        if config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60:
+            stopped_by = "time budget"
+            break
+        if step % config.checkpoint_every == 0:
+            _save_checkpoint(out_dir, model, optimizer, step, fingerprint)
+    seconds = time.monotonic() - started
+    _save_checkpoint(out_dir, model, optimizer, step, fingerprint)
+    dev = _dev_metrics(model, batches, dev_set, examples, config.batch_size)
+    model.model.save_pretrained(out_dir)
+    model.tokenizer.save_pretrained(out_dir)
+    speed = (step - first_step) * config.batch_size / max(seconds, 1e-9)
+    report = TrainReport(step, step - first_step, speed, seconds, first_loss, last_loss, dev, stopped_by)
+    (out_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    (out_dir / "dev_metrics.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    return report

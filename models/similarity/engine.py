@@ -1,0 +1,162 @@
+"""The similarity job as one object: texts in, scores out.
+
+:class:`SimilarityEngine` is the synchronous engine for Python callers and batch jobs.
+:class:`AsyncSimilarityEngine` is the façade a server calls: it owns tokenize -> batch -> score,
+merging the texts of concurrent callers into shared forward passes (:mod:`models.batching`) and
+running the CPU work off the event loop, so an HTTP route only validates and converts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from models.batching import MicroBatcher
+from models.similarity.encoder import EncodedText, TokenEncoder, TokenizedText
+from models.similarity.scoring import PairScore, Ranking, rank_candidates, score_pairs
+
+
+@dataclass(frozen=True)
+class ScoredPairs:
+    """Scores of pairs in order, and the positions (in ``a0, b0, a1, b1, ...`` order) of texts
+    that were cut to the token limit."""
+
+    scores: list[PairScore]
+    truncated: list[int]
+
+
+@dataclass(frozen=True)
+class RankedTexts:
+    """A ranking, and the positions (source first, then candidates) of texts that were cut."""
+
+    ranking: Ranking
+    truncated: list[int]
+
+
+def _flatten(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    return [text for pair in pairs for text in pair]
+
+
+def _cut(encoded: Sequence[EncodedText]) -> list[int]:
+    return [position for position, text in enumerate(encoded) if text.truncated]
+
+
+class SimilarityEngine:
+    """Encodes texts and scores them: the whole similarity job, usable without a server.
+
+    ``skip_special_tokens`` is the default for leaving [CLS]/[SEP] out of the transport; each
+    call may override it.
+    """
+
+    def __init__(self, encoder: TokenEncoder, skip_special_tokens: bool = False) -> None:
+        self.encoder = encoder
+        self.skip_special_tokens = skip_special_tokens
+
+    def skips_special_tokens(self, skip_special_tokens: bool | None = None) -> bool:
+        """Whether a call leaves [CLS]/[SEP] out: its own choice, else the engine's default."""
+        return self.skip_special_tokens if skip_special_tokens is None else skip_special_tokens
+
+    def compare(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        method: str = "wrd",
+        alignment: int = 0,
+        truncate: bool = False,
+        skip_special_tokens: bool | None = None,
+    ) -> list[PairScore]:
+        """Scores each ``(a, b)`` pair, in order; ``alignment > 0`` returns that many plan cells."""
+        encoded = self.encoder.encode(_flatten(pairs), truncate=truncate)
+        return score_pairs(encoded, method, alignment, self.skips_special_tokens(skip_special_tokens))
+
+    def rank(
+        self,
+        source: str,
+        candidates: Sequence[str],
+        method: str = "wrd",
+        top_k: int = 10,
+        truncate: bool = False,
+        prune: bool = True,
+        skip_special_tokens: bool | None = None,
+    ) -> Ranking:
+        """The ``top_k`` candidates most similar to ``source``, best first."""
+        encoded = self.encoder.encode([source, *candidates], truncate=truncate)
+        return rank_candidates(
+            encoded[0], encoded[1:], method, top_k, prune, self.skips_special_tokens(skip_special_tokens)
+        )
+
+
+class AsyncSimilarityEngine:
+    """The similarity engine for a server: concurrent callers share forward passes.
+
+    Tokenizing runs in a worker thread (a text over the token limit raises
+    :class:`~models.similarity.encoder.TextTooLongError` naming its position), the forward pass in
+    the batcher's ``workers`` threads (several at once for a packed encoder, whose traced forward
+    pass releases Python's lock), and transport in a worker thread. ``on_batch(size)`` sees each
+    forward batch's text count.
+    """
+
+    def __init__(
+        self,
+        engine: SimilarityEngine,
+        workers: int = 1,
+        max_batch_texts: int = 256,
+        batch_wait_ms: float = 2.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.workers = workers
+        self._batcher: MicroBatcher[TokenizedText, EncodedText] = MicroBatcher(
+            engine.encoder.embed,
+            max_items=max_batch_texts,
+            max_wait_ms=batch_wait_ms,
+            on_batch=on_batch,
+            name="encoder-batcher",
+            workers=workers,
+        )
+
+    @property
+    def encoder(self) -> TokenEncoder:
+        return self.engine.encoder
+
+    async def start(self) -> None:
+        """Starts the batch workers; call from the running event loop."""
+        await self._batcher.start()
+
+    async def stop(self) -> None:
+        """Stops the batch workers; waiting callers fail with a clear error."""
+        await self._batcher.stop()
+
+    async def encode(self, texts: Sequence[str], truncate: bool = False) -> list[EncodedText]:
+        """Tokenizes (off the event loop) and embeds in the shared batch."""
+        tokenized = await asyncio.to_thread(self.encoder.tokenize, texts, truncate)
+        return await self._batcher.submit(tokenized)
+
+    async def compare(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        method: str = "wrd",
+        alignment: int = 0,
+        truncate: bool = False,
+        skip_special_tokens: bool | None = None,
+    ) -> ScoredPairs:
+        """As :meth:`SimilarityEngine.compare`, with the positions of texts that were cut."""
+        encoded = await self.encode(_flatten(pairs), truncate)
+        skip = self.engine.skips_special_tokens(skip_special_tokens)
+        scores = await asyncio.to_thread(score_pairs, encoded, method, alignment, skip)
+        return ScoredPairs(scores, _cut(encoded))
+
+    async def rank(
+        self,
+        source: str,
+        candidates: Sequence[str],
+        method: str = "wrd",
+        top_k: int = 10,
+        truncate: bool = False,
+        skip_special_tokens: bool | None = None,
+    ) -> RankedTexts:
+        """As :meth:`SimilarityEngine.rank` (always pruned), with the positions of texts that were cut."""
+        encoded = await self.encode([source, *candidates], truncate)
+        skip = self.engine.skips_special_tokens(skip_special_tokens)
+        ranking = await asyncio.to_thread(rank_candidates, encoded[0], encoded[1:], method, top_k, True, skip)
+        return RankedTexts(ranking, _cut(encoded))

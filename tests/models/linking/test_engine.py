@@ -1,0 +1,137 @@
+"""The linking engine over a model trained in the test session: answers always exist in the KB."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from index.kb import read_entities, read_facts
+from models.linking.engine import (
+    AsyncLinkingEngine,
+    EntityMatch,
+    LinkingEngine,
+    LinkQuery,
+    PairMatch,
+    UnknownCandidatesError,
+)
+from tests.conftest import TinyLinker
+
+
+@pytest.fixture(scope="module")
+def kb(tiny_linker: TinyLinker) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    names = {entity.id: entity.name for entity in read_entities(tiny_linker.entities)}
+    pairs = {(fact.subject, fact.predicate) for fact in read_facts(tiny_linker.facts)}
+    return names, pairs
+
+
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=60)
+ENTITY_IDS = [
+    "city:paris",
+    "person:paris",
+    "country:france",
+    "country:japan",
+    "person:marie_curie",
+    "language:python",
+    "animal:python",
+]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=texts,
+    candidates=st.one_of(st.none(), st.lists(st.sampled_from(ENTITY_IDS), min_size=1, max_size=4, unique=True)),
+    beams=st.integers(1, 6),
+)
+def test_every_entity_returned_is_in_the_kb_and_the_candidates(engine, kb, text, candidates, beams) -> None:
+    names, _ = kb
+    query = LinkQuery(
+        text, "entity", None, top_k=beams, num_beams=beams, candidates=tuple(candidates) if candidates else None
+    )
+    (matches,) = engine.link([query])
+    assert matches, "a constrained search over a non-empty trie finds at least one name"
+    for match in matches:
+        assert isinstance(match, EntityMatch) and names[match.id] == match.name
+        assert candidates is None or match.id in candidates
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=texts, beams=st.integers(1, 5))
+def test_every_kbqa_answer_is_a_real_subject_predicate(engine, kb, text, beams) -> None:
+    _, pairs = kb
+    (matches,) = engine.link([LinkQuery(text, "kbqa", top_k=beams, num_beams=beams)])
+    for match in matches:
+        assert isinstance(match, PairMatch) and (match.subject, match.predicate) in pairs
+        assert match.answers
+
+
+def test_trained_model_links_the_obvious_cases(engine: LinkingEngine) -> None:
+    entity, kbqa = engine.link(
+        [
+            LinkQuery("Nippon", "entity", (0, 6), top_k=1, num_beams=3),
+            LinkQuery("what is the currency of Japan?", "kbqa", top_k=1, num_beams=3),
+        ]
+    )
+    assert entity[0].id == "country:japan"
+    assert (kbqa[0].subject, kbqa[0].predicate, kbqa[0].answers) == ("Japan", "currency", ("Yen",))
+
+
+def test_batched_queries_get_the_same_answers_as_single_ones(engine: LinkingEngine) -> None:
+    queries = [
+        LinkQuery("Marie Curie", "entity", (0, 11), top_k=2, num_beams=3),
+        LinkQuery("capital of France", "kbqa", top_k=2, num_beams=3),
+        LinkQuery("a python", "entity", top_k=2, num_beams=3, candidates=("animal:python", "language:python")),
+    ]
+    batched = engine.link(queries)
+    for query, found in zip(queries, batched, strict=True):
+        (single,) = engine.link([query])
+        assert [m.score for m in found] == pytest.approx([m.score for m in single], abs=1e-3)
+        assert [getattr(m, "id", None) or (m.subject, m.predicate) for m in found] == [
+            getattr(m, "id", None) or (m.subject, m.predicate) for m in single
+        ]
+
+
+def test_unknown_candidates_are_named(engine: LinkingEngine) -> None:
+    with pytest.raises(UnknownCandidatesError, match="'city:atlantis'"):
+        engine.check_candidates(["city:paris", "city:atlantis"])
+
+
+def test_a_mention_deep_in_a_long_text_keeps_its_markers(engine: LinkingEngine) -> None:
+    text = "filler words here. " * 200 + "Then Marie Curie arrived." + " more filler." * 100
+    start = text.index("Marie Curie")
+    model_input = engine._model_input(LinkQuery(text, mention=(start, start + 11)))
+    encoded = engine.model.tokenizer(model_input, truncation=True, max_length=engine.max_input_tokens)
+    tokens = engine.model.tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+    assert tokens[1] == "[ENTITY]" and "[START_ENT]" in tokens and "[END_ENT]" in tokens
+    assert "[START_ENT] Marie Curie [END_ENT]" in model_input
+
+
+def test_the_engine_says_which_tasks_its_index_can_answer(engine: LinkingEngine) -> None:
+    assert engine.supports("entity") and engine.supports("kbqa")
+    described = engine.describe()
+    assert described["index"]["manifest"]["counts"]["entities"] == 7
+    assert described["model"]["name"] == engine.model.name
+
+
+def test_async_facade_answers_concurrent_queries_as_the_engine_does(engine: LinkingEngine) -> None:
+    queries = [
+        LinkQuery("Nippon", "entity", (0, 6), top_k=1, num_beams=3),
+        LinkQuery("what is the currency of Japan?", "kbqa", top_k=1, num_beams=3),
+    ]
+
+    async def scenario() -> list:
+        facade = AsyncLinkingEngine(engine, batch_wait_ms=20)
+        await facade.start()
+        try:
+            found = await asyncio.gather(*(facade.link(query) for query in queries))
+            with pytest.raises(UnknownCandidatesError):
+                await facade.link(LinkQuery("Paris", candidates=("city:atlantis",)))
+            return found
+        finally:
+            await facade.stop()
+
+    found = asyncio.run(scenario())
+    assert found == engine.link(queries)

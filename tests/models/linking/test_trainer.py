@@ -1,0 +1,112 @@
+"""The trainer: a few steps lower the loss, and the saved directory loads as a linker; resume continues."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from index.builder import KbSources, build_index
+from index.kb import read_entities, read_facts
+from models.linking.engine import LinkingEngine, LinkQuery
+from models.linking.seq2seq import load_seq2seq_model
+from models.linking.trainer import CHECKPOINT, TrainConfig, TrainReport, _Batches, latest_checkpoint, train
+from models.linking.training_data import entity_examples, fact_examples, read_labelled
+from tests.conftest import write_tiny_kb
+
+
+def _loss(model, examples) -> float:
+    model.model.eval()
+    with torch.inference_mode():
+        return float(model.model(**_Batches(model, 64)(examples)).loss)
+
+
+def test_few_steps_lower_the_loss_and_write_a_loadable_model(tmp_path: Path) -> None:
+    entities_path, facts_path = write_tiny_kb(tmp_path / "kb")
+    entities = list(read_entities(entities_path))
+    examples = [*entity_examples(entities), *fact_examples(read_facts(facts_path), entities)]
+    model = load_seq2seq_model()
+    before = _loss(model, examples)
+    config = TrainConfig(
+        epochs=2, batch_size=8, learning_rate=3e-4, warmup_steps=2, dev_fraction=0.1, checkpoint_every=3
+    )
+    report = train(model, examples, tmp_path / "model", config)
+    assert _loss(model, examples) < before / 2
+    train_size = len(examples) - int(len(examples) * 0.1)
+    assert report.steps == 2 * -(-train_size // 8)
+    saved = json.loads((tmp_path / "model" / "dev_metrics.json").read_text())
+    assert saved["steps"] == report.steps and 0.0 <= saved["dev"]["dev_exact_match"] <= 1.0
+    assert json.loads((tmp_path / "model" / "training_config.json").read_text())["batch_size"] == 8
+    reloaded = load_seq2seq_model(str(tmp_path / "model"))
+    build_index(KbSources(entities_path, facts_path), tmp_path / "index", reloaded.tokens)
+    engine = LinkingEngine.open(reloaded, tmp_path / "index")
+    (matches,) = engine.link([LinkQuery("France", "entity", (0, 6), top_k=1, num_beams=2)])
+    assert matches and matches[0].id in {e.id for e in entities}
+    assert (tmp_path / "model" / CHECKPOINT / "trainer_state.pt").is_file()
+
+
+def _resume(out_dir: Path, examples: list, config: TrainConfig, **options) -> TrainReport:
+    """Continues training in ``out_dir`` from its latest checkpoint, as ``simlink train --resume`` does."""
+    model = load_seq2seq_model(str(latest_checkpoint(out_dir)))
+    return train(model, examples, out_dir, config, resume=True, **options)
+
+
+def test_resume_continues_from_the_checkpoint_step(tmp_path: Path) -> None:
+    entities_path, _ = write_tiny_kb(tmp_path / "kb")
+    examples = list(entity_examples(read_entities(entities_path)))
+    config = TrainConfig(epochs=1, batch_size=8, dev_fraction=0.0, checkpoint_every=2)
+    first = train(load_seq2seq_model(), examples, tmp_path / "model", config)
+    config.epochs = 2
+    steps_run: list[int] = []
+    resumed = _resume(tmp_path / "model", examples, config, on_step=lambda step, total, loss: steps_run.append(step))
+    assert steps_run == list(range(first.steps + 1, 2 * first.steps + 1))  # every run ends with a checkpoint
+    assert resumed.steps == 2 * first.steps and resumed.steps_this_run == first.steps
+
+
+def test_resume_refuses_other_examples_and_a_missing_checkpoint(tmp_path: Path) -> None:
+    entities_path, _ = write_tiny_kb(tmp_path / "kb")
+    examples = list(entity_examples(read_entities(entities_path)))
+    config = TrainConfig(epochs=0.2, batch_size=8, dev_fraction=0.0)
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(load_seq2seq_model(), examples, tmp_path / "model", config, resume=True)
+    train(load_seq2seq_model(), examples, tmp_path / "model", config)
+    with pytest.raises(ValueError, match="other examples"):
+        train(load_seq2seq_model(), examples[:-1], tmp_path / "model", config, resume=True)
+
+
+def test_a_stop_mid_checkpoint_swap_still_resumes(tmp_path: Path) -> None:
+    entities_path, _ = write_tiny_kb(tmp_path / "kb")
+    examples = list(entity_examples(read_entities(entities_path)))
+    config = TrainConfig(epochs=0.5, batch_size=8, dev_fraction=0.0)
+    first = train(load_seq2seq_model(), examples, tmp_path / "model", config)
+    (tmp_path / "model" / CHECKPOINT).rename(tmp_path / "model" / f"{CHECKPOINT}.old")  # stopped between renames
+    assert latest_checkpoint(tmp_path / "model") == tmp_path / "model" / f"{CHECKPOINT}.old"
+    config.epochs = 1.0
+    resumed = _resume(tmp_path / "model", examples, config)
+    assert resumed.steps_this_run == resumed.steps - first.steps > 0
+    assert latest_checkpoint(tmp_path / "model") == tmp_path / "model" / CHECKPOINT
+
+
+def test_labelled_rows_in_every_accepted_form(tmp_path: Path) -> None:
+    entities_path, _ = write_tiny_kb(tmp_path / "kb")
+    rows = [
+        {"text": "I fed the python.", "mention": {"start": 10, "end": 16}, "entity": "animal:python"},
+        {"text": "Code in [START_ENT] Python [END_ENT].", "entity": "language:python"},
+        {"question": "Which currency does Japan use?", "subject": "Japan", "predicate": "currency"},
+        {"question": "Japan's capital?", "answer": "Japan ||| capital ||| Tokyo"},
+    ]
+    path = tmp_path / "labelled.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    examples = read_labelled(path, list(read_entities(entities_path)))
+    assert [e.source for e in examples[:2]] == [
+        "[ENTITY] I fed the [START_ENT] python [END_ENT].",
+        "[ENTITY] Code in [START_ENT] Python [END_ENT].",
+    ]
+    assert [(e.task, e.name, e.predicate) for e in examples] == [
+        ("entity", "Python", ""),
+        ("entity", "Python", ""),
+        ("kbqa", "Japan", "currency"),
+        ("kbqa", "Japan", "capital"),
+    ]

@@ -1,0 +1,119 @@
+"""The micro-batcher merges concurrent requests into one call and hands back each share."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from models.batching import MicroBatcher
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_concurrent_requests_share_one_call_and_keep_their_order() -> None:
+    calls: list[list[int]] = []
+    release = threading.Event()
+
+    def square(items: list[int]) -> list[int]:
+        release.wait(timeout=5)
+        calls.append(list(items))
+        return [item * item for item in items]
+
+    async def scenario() -> list[list[int]]:
+        batcher = MicroBatcher(square, max_items=100, max_wait_ms=50)
+        await batcher.start()
+        first = asyncio.create_task(batcher.submit([1]))  # occupies the worker
+        await asyncio.sleep(0.05)
+        rest = [asyncio.create_task(batcher.submit([10 * k, 10 * k + 1])) for k in range(1, 6)]
+        await asyncio.sleep(0.05)
+        release.set()
+        results = [await first, *[await task for task in rest]]
+        await batcher.stop()
+        return results
+
+    results = run(scenario())
+    assert results == [[1], *[[(10 * k) ** 2, (10 * k + 1) ** 2] for k in range(1, 6)]]
+    assert len(calls) == 2 and len(calls[1]) == 10  # five waiting requests merged into one call
+
+
+def test_an_error_reaches_every_request_of_the_batch() -> None:
+    def fail(items: list[int]) -> list[int]:
+        raise RuntimeError("model exploded")
+
+    async def scenario() -> list[BaseException]:
+        batcher = MicroBatcher(fail, max_wait_ms=20)
+        await batcher.start()
+        outcomes = await asyncio.gather(*(batcher.submit([k]) for k in range(3)), return_exceptions=True)
+        await batcher.stop()
+        return outcomes
+
+    outcomes = run(scenario())
+    assert all(isinstance(o, RuntimeError) and "exploded" in str(o) for o in outcomes)
+
+
+def test_batch_size_is_reported_and_capped() -> None:
+    sizes: list[int] = []
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(lambda items: items, max_items=4, max_wait_ms=20, on_batch=sizes.append)
+        await batcher.start()
+        await asyncio.gather(*(batcher.submit([k, k]) for k in range(6)))
+        await batcher.stop()
+
+    run(scenario())
+    assert sum(sizes) == 12 and max(sizes) <= 4
+
+
+def test_submitting_to_a_stopped_batcher_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="not running"):
+        run(MicroBatcher(lambda items: items).submit([1]))
+
+
+def test_several_workers_run_batches_side_by_side() -> None:
+    both_inside = threading.Barrier(2, timeout=2)
+
+    def meet(items: list[int]) -> list[int]:
+        both_inside.wait()  # breaks (and raises) unless a second batch runs at the same time
+        return items
+
+    async def scenario(workers: int) -> list[list[int]]:
+        batcher = MicroBatcher(meet, max_items=1, max_wait_ms=0, workers=workers)
+        await batcher.start()
+        try:
+            return list(await asyncio.gather(batcher.submit([1]), batcher.submit([2])))
+        finally:
+            await batcher.stop()
+
+    assert run(scenario(2)) == [[1], [2]]
+    both_inside.reset()
+    with pytest.raises(threading.BrokenBarrierError):
+        run(scenario(1))
+
+
+def test_stopping_fails_the_requests_of_a_running_batch_and_refuses_new_ones() -> None:
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(items: list[int]) -> list[int]:
+        inside.set()
+        release.wait(timeout=5)
+        return items
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(slow, max_wait_ms=0)
+        await batcher.start()
+        running = asyncio.create_task(batcher.submit([1]))
+        while not inside.is_set():
+            await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(batcher.stop())
+        await asyncio.sleep(0.05)
+        assert running.done() and "shutting down" in str(running.exception())
+        release.set()
+        await stopping
+        with pytest.raises(RuntimeError, match="not running"):
+            await batcher.submit([2])
+
+    run(scenario())
