@@ -16,7 +16,7 @@ import torch
 from bench.common import print_table, stsb_pairs
 from models.loader import load_encoder_model
 from models.similarity.encoder import TokenEncoder
-from models.similarity.scoring import score_pair
+from models.similarity.scoring import score_pairs
 
 LENGTHS = (13, 17, 21, 25)
 
@@ -42,13 +42,8 @@ def main() -> None:
     print(f"token-vector cosine bf16 vs fp32 over {cosines.size} tokens: min {cosines.min():.5f}")
     rows = []
     for method in ("wrd", "wmd", "greedy"):
-        gaps = [
-            abs(
-                score_pair(exact[k], exact[k + 1], method).similarity
-                - score_pair(approx[k], approx[k + 1], method).similarity
-            )
-            for k in range(0, len(texts), 2)
-        ]
+        pairs = zip(score_pairs(exact, method), score_pairs(approx, method), strict=True)
+        gaps = [abs(fp32.similarity - bf16.similarity) for fp32, bf16 in pairs]
         rows.append((method, f"{max(gaps):.4f}", f"{np.mean(gaps):.5f}"))
     print_table(["method", "max |similarity difference|", "mean"], rows)
     print()

@@ -61,10 +61,12 @@ class KbStore:
         return connection
 
     def close(self) -> None:
+        """Closes every thread's connection; a later query opens a fresh one."""
         with self._lock:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+            self._local = threading.local()
 
     def entities_of_sequences(self, sequence_ids: Sequence[int]) -> dict[int, list[tuple[str, str]]]:
         """``sequence_id -> [(entity id, entity name), ...]`` for entity-trie sequences."""

@@ -27,8 +27,8 @@ row before the mask applies); texts longer than this share wider rows of their o
 
 PACKING_MIN_COSINE = 0.999
 """Packed and padded vectors of a token must agree this well for packing to be used. Both are
-the same computation, so they differ only by rounding: bf16 weights put the worst token at about
-0.9999. A model that ignores the position ids or the mask falls far below."""
+the same computation, so they differ only by rounding, which bf16 weights make larger than fp32 ones
+(measured in bench/results/bf16.md). A model that ignores the position ids or the mask falls far below."""
 
 _PACKING_CHECK_TEXTS = (
     "A man is playing a guitar on the street.",
@@ -240,7 +240,7 @@ class TokenEncoder:
 
     def _fill_padded(self, texts: Sequence[TokenizedText], chunk: list[int], vectors: list[np.ndarray]) -> None:
         # Lengths padded to a multiple of 8: fewer distinct shapes, so the CPU kernels built for
-        # one shape are reused instead of rebuilt (bench/bf16.py: a first-seen bf16 shape is 1.4-3x slower).
+        # one shape are reused instead of rebuilt (a first-seen bf16 shape is slower: bench/results/bf16.md).
         padded = self.tokenizer.pad(
             {"input_ids": [list(texts[i].ids) for i in chunk]}, pad_to_multiple_of=8, return_tensors="pt"
         )

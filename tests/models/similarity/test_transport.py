@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import ot
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -117,6 +118,7 @@ class Refuse(importlib.abc.MetaPathFinder):
             raise ImportError(f'{name} is blocked for this test')
 sys.meta_path.insert(0, Refuse())
 import numpy as np
+import pytest
 from models.similarity import transport
 x = np.eye(3)
 print(transport.transport_distance(x, x[::-1], transport.WRD).distance)
@@ -125,3 +127,11 @@ assert not {'torch', 'fastapi', 'transformers'} & set(sys.modules)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert abs(float(done.stdout.strip())) <= TOLERANCE
+
+
+def test_a_solve_that_misses_the_optimum_raises_instead_of_scoring() -> None:
+    masses = np.full(3, 1 / 3)
+    cost = np.ones((3, 3))
+    cost[0, 0] = np.nan
+    with pytest.warns(UserWarning), pytest.raises(transport.TransportError, match="3 x 3"):
+        transport.solve_exact(masses, masses, cost)

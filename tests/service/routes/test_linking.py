@@ -1,0 +1,56 @@
+"""``/link-entity`` in process, over the session's tiny linker: answers from the KB, field errors, 503."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.linking import LinkQuery
+from service.routes.linking import NOT_CONFIGURED
+from service.runtime import Runtime
+from tests.service.routes.conftest import Client, assert_names_field
+
+
+def test_entity_and_kbqa_answers_are_the_engines(client: Client, runtime: Runtime) -> None:
+    entity = client.post("/link-entity", {"text": "Nippon", "mention": {"start": 0, "end": 6}, "top_k": 1})
+    kbqa = client.post("/link-entity", {"text": "what is the currency of Japan?", "task": "kbqa", "top_k": 1})
+    assert entity.status_code == kbqa.status_code == 200, entity.text + kbqa.text
+    expected_entity, expected_pair = runtime.linker.engine.link(
+        [
+            LinkQuery("Nippon", "entity", (0, 6), top_k=1),
+            LinkQuery("what is the currency of Japan?", "kbqa", top_k=1),
+        ]
+    )
+    assert entity.json()["results"][0]["id"] == expected_entity[0].id
+    pair = kbqa.json()["results"][0]
+    assert (pair["subject"], pair["predicate"], tuple(pair["answers"])) == (
+        expected_pair[0].subject,
+        expected_pair[0].predicate,
+        expected_pair[0].answers,
+    )
+
+
+def test_candidates_restrict_the_answer(client: Client) -> None:
+    body = {"text": "a python", "top_k": 2, "candidates": ["animal:python"]}
+    response = client.post("/link-entity", body)
+    assert response.status_code == 200 and [r["id"] for r in response.json()["results"]] == ["animal:python"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"text": "Paris", "candidates": ["city:paris", "city:atlantis"]}, "candidates"),
+        ({"text": "Paris", "task": "kbqa", "mention": {"start": 0, "end": 5}}, "mention"),
+        ({"text": "Paris", "mention": {"start": 0, "end": 9}}, "mention.end"),
+        ({"text": "Paris", "num_beams": 7}, "num_beams"),
+        ({"text": "Paris", "top_k": 4, "num_beams": 3}, "top_k"),
+        ({"text": "x" * 201}, "text"),
+    ],
+)
+def test_bad_requests_name_the_field(client: Client, body: dict, field: str) -> None:
+    assert_names_field(client.post("/link-entity", body), field)
+
+
+def test_without_a_linker_the_route_says_how_to_configure_one(client_without_linker: Client) -> None:
+    response = client_without_linker.post("/link-entity", {"text": "Paris"})
+    assert response.status_code == 503 and response.json()["message"] == NOT_CONFIGURED
+    assert client_without_linker.post("/similarity", {"pairs": [{"a": "x", "b": "y"}]}).status_code == 200
