@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from service.body_limit import BodySizeLimit
@@ -39,7 +43,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         finally:
             await engines.stop()
 
-    app = FastAPI(title="simlink", description=DESCRIPTION, version=meta.package_version(), lifespan=lifespan)
+    # FastAPIOffline serves /docs and /redoc with Swagger UI and ReDoc from its installed package, not a CDN.
+    app = FastAPIOffline(title="simlink", description=DESCRIPTION, version=meta.package_version(), lifespan=lifespan)
+    _serve_page(app)
     routers = (similarity.router, linking.router, meta.router)
     for router in routers:
         app.include_router(router)
@@ -48,6 +54,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     routes = frozenset(route.path for router in routers for route in router.routes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # outermost: counts 413s too
     return app
+
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _serve_page(app: FastAPI) -> None:
+    """``GET /``: the page (static files shipped in the package; no build step, no CDN)."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
 
 
 def create_app_from_environment() -> FastAPI:

@@ -62,11 +62,21 @@ class SimilarityRequest(_Options):
     )
 
     pairs: list[TextPair] = Field(min_length=1, description="The pairs to score, answered in order.")
-    alignment: bool = Field(False, description="Return the heaviest cells of each transport plan.")
+    alignment: bool | Literal["full"] = Field(
+        False,
+        description="true: the heaviest cells of each transport plan (at most the server's max_alignment_pairs); "
+        '"full": every cell that carries mass (the sparse plan).',
+    )
+    tokens: bool = Field(False, description="Return every token of both texts with the mass it carries.")
+    cosine: bool = Field(
+        False,
+        description="Return the token-by-token cosine matrix of each pair (rows: tokens of a), "
+        "at most the server's max_cosine_cells cells per request.",
+    )
 
     @field_validator("alignment")
     @classmethod
-    def _alignment_needs_a_plan(cls, alignment: bool, info: ValidationInfo) -> bool:
+    def _alignment_needs_a_plan(cls, alignment: bool | str, info: ValidationInfo) -> bool | str:
         method = info.data.get("method")
         if alignment and method is not None and not METHODS[method].alignment:
             raise ValueError(f"is not defined for method {method!r}")
@@ -115,10 +125,21 @@ class AlignedTokensOut(BaseModel):
     cost: float
 
 
+class WeightedTokenOut(BaseModel):
+    """A token as the transport saw it: text, character span (``[0, 0]`` for [CLS]/[SEP]) and its mass."""
+
+    token: str
+    span: tuple[int, int]
+    weight: float
+
+
 class PairResult(BaseModel):
     distance: float
     similarity: float
     alignment: list[AlignedTokensOut] | None = None
+    a_tokens: list[WeightedTokenOut] | None = Field(None, description="With tokens: text a's tokens, in plan rows.")
+    b_tokens: list[WeightedTokenOut] | None = Field(None, description="With tokens: text b's tokens, in plan columns.")
+    cosine: list[list[float]] | None = Field(None, description="With cosine: cos(a_i, b_j), rounded to 4 places.")
 
 
 class SimilarityResponse(BaseModel):

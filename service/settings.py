@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_pairs: int = Field(64, ge=1, description="Most pairs in one /similarity request.")
     max_candidates: int = Field(1000, ge=1, description="Most candidates in one /similarity/rank request.")
     max_alignment_pairs: int = Field(10, ge=1, description="Token pairs returned per alignment.")
+    max_cosine_cells: int = Field(
+        65_536, ge=1, description="Most cosine-matrix cells returned in one /similarity request (all pairs)."
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body; larger gets 413.")
 
     link_model: str | None = Field(

@@ -4,7 +4,7 @@ Modules: ``seq2seq`` (loading any seq2seq model, or bert2bert warm-started from 
 encoder; the linking tokens), ``generation`` (beam search constrained by a trie), ``candidates``
 (lexical heuristics: which names a text mentions), ``engine`` (the synchronous engine and the
 server's async façade), ``training_data`` and ``trainer`` (fine-tuning on a knowledge base).
-A new linking heuristic goes in ``candidates``, or beside it, and is called by ``engine``.
+A new linking heuristic goes in ``candidates``, or beside it, where the engine can apply it.
 """
 
 from models.exports import lazy_attributes

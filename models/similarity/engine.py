@@ -64,10 +64,14 @@ class SimilarityEngine:
         alignment: int = 0,
         truncate: bool = False,
         skip_special_tokens: bool | None = None,
+        tokens: bool = False,
+        cosine: bool = False,
     ) -> list[PairScore]:
-        """Scores each ``(a, b)`` pair, in order; ``alignment > 0`` returns that many plan cells."""
+        """Scores each ``(a, b)`` pair, in order; ``alignment > 0`` returns that many plan cells,
+        ``tokens`` every token with its weight, ``cosine`` the cosine matrix (see :func:`score_pair`)."""
         encoded = self.encoder.encode(_flatten(pairs), truncate=truncate)
-        return score_pairs(encoded, method, alignment, self.skips_special_tokens(skip_special_tokens))
+        skip = self.skips_special_tokens(skip_special_tokens)
+        return score_pairs(encoded, method, alignment, skip, tokens, cosine)
 
     def rank(
         self,
@@ -139,11 +143,13 @@ class AsyncSimilarityEngine:
         alignment: int = 0,
         truncate: bool = False,
         skip_special_tokens: bool | None = None,
+        tokens: bool = False,
+        cosine: bool = False,
     ) -> ScoredPairs:
         """As :meth:`SimilarityEngine.compare`, with the positions of texts that were cut."""
         encoded = await self.encode(_flatten(pairs), truncate)
         skip = self.engine.skips_special_tokens(skip_special_tokens)
-        scores = await asyncio.to_thread(score_pairs, encoded, method, alignment, skip)
+        scores = await asyncio.to_thread(score_pairs, encoded, method, alignment, skip, tokens, cosine)
         return ScoredPairs(scores, _cut(encoded))
 
     async def rank(

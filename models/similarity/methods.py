@@ -36,7 +36,8 @@ class Method:
     """One similarity method.
 
     ``distance(x, y)`` maps token vectors ``(n, d), (m, d)`` to a :class:`Transport` (distance and
-    plan) or to a float when the method has no plan. ``bounds`` is set for exact transport methods
+    plan) or to a float when the method has no plan. ``weights(x)`` is the mass each token carries
+    (``(n,)``, summing to 1), shown beside the plan. ``bounds`` is set for exact transport methods
     only: the geometry whose centroid and relaxed distances are lower bounds of ``distance``, which
     is what makes pruning a ranking safe (see :func:`models.similarity.scoring.rank_candidates`).
     """
@@ -47,6 +48,7 @@ class Method:
     similarity: Callable[[float], float]
     similarity_rule: str
     alignment: bool
+    weights: Callable[[np.ndarray], np.ndarray]
     bounds: Geometry | None = None
 
     @property
@@ -75,6 +77,7 @@ _ROWS = (
         _one_minus,
         "1 − distance",
         alignment=True,
+        weights=transport.norm_masses,
         bounds=transport.WRD,
     ),
     Method(
@@ -84,6 +87,7 @@ _ROWS = (
         _inverse_one_plus,
         "1 / (1 + distance)",
         alignment=True,
+        weights=transport.uniform_masses,
         bounds=transport.WMD,
     ),
     Method(
@@ -93,6 +97,7 @@ _ROWS = (
         _inverse_one_plus,
         "1 / (1 + distance)",
         alignment=True,
+        weights=transport.uniform_masses,
     ),
     Method(
         "wcd",
@@ -101,6 +106,7 @@ _ROWS = (
         _inverse_one_plus,
         "1 / (1 + distance)",
         alignment=False,
+        weights=transport.uniform_masses,
     ),
     Method(
         "greedy",
@@ -109,6 +115,7 @@ _ROWS = (
         _one_minus,
         "1 − distance",
         alignment=True,
+        weights=transport.uniform_masses,
     ),
 )
 

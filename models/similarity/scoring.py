@@ -8,6 +8,7 @@ requests in one batch and score each one afterwards. What each method computes i
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,9 @@ from models.similarity import transport
 from models.similarity.encoder import EncodedText
 from models.similarity.methods import Method, method_named
 from models.similarity.transport import Transport
+
+ALL_CELLS = sys.maxsize
+"""``alignment=ALL_CELLS`` returns every cell of the plan that carries mass (the sparse plan)."""
 
 _PRUNE_TOLERANCE = 1e-9
 """Bounds are compared with this slack so that rounding can never prune a true top-k result."""
@@ -37,12 +41,26 @@ class AlignedTokens:
 
 
 @dataclass(frozen=True)
+class WeightedToken:
+    """A token as the transport saw it: its text, character span and the mass it carries."""
+
+    token: str
+    span: tuple[int, int]
+    weight: float
+
+
+@dataclass(frozen=True)
 class PairScore:
-    """The score of one pair; ``alignment`` lists the heaviest plan cells when asked for."""
+    """The score of one pair, and what was asked for beside it: ``alignment`` (the heaviest plan
+    cells), ``a_tokens``/``b_tokens`` (every token with its weight, in the plan's row and column
+    order) and ``cosine`` (the token-by-token cosine matrix, rows = tokens of a)."""
 
     distance: float
     similarity: float
     alignment: list[AlignedTokens] | None = None
+    a_tokens: list[WeightedToken] | None = None
+    b_tokens: list[WeightedToken] | None = None
+    cosine: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -87,23 +105,41 @@ def _select(text: EncodedText, skip_special_tokens: bool) -> EncodedText:
     return text.without_special_tokens() if skip_special_tokens else text
 
 
+def weighted_tokens(text: EncodedText, row: Method) -> list[WeightedToken]:
+    """Every token of ``text`` with the mass the method gives it."""
+    weights = row.weights(text.vectors.astype(np.float64))
+    return [
+        WeightedToken(token, span, float(weight))
+        for token, span, weight in zip(text.tokens, text.offsets, weights, strict=True)
+    ]
+
+
 def score_pair(
     a: EncodedText,
     b: EncodedText,
     method: str = "wrd",
     alignment: int = 0,
     skip_special_tokens: bool = False,
+    tokens: bool = False,
+    cosine: bool = False,
 ) -> PairScore:
-    """Scores one pair of encoded texts; ``alignment > 0`` returns that many plan cells."""
+    """Scores one pair of encoded texts. ``alignment > 0`` returns that many plan cells
+    (:data:`ALL_CELLS`: all that carry mass), ``tokens`` every token with its weight, ``cosine``
+    the cosine matrix."""
     row = method_named(method)
     if alignment and not row.alignment:
         raise ValueError(f"method {method!r} has no token alignment")
     a, b = _select(a, skip_special_tokens), _select(b, skip_special_tokens)
     result = row.distance(a.vectors, b.vectors)
-    if not isinstance(result, Transport):
-        return PairScore(result, row.similarity(result))
-    cells = heaviest_cells(result, a, b, alignment) if alignment else None
-    return PairScore(result.distance, row.similarity(result.distance), cells)
+    distance = result.distance if isinstance(result, Transport) else result
+    return PairScore(
+        distance,
+        row.similarity(distance),
+        alignment=heaviest_cells(result, a, b, alignment) if alignment and isinstance(result, Transport) else None,
+        a_tokens=weighted_tokens(a, row) if tokens else None,
+        b_tokens=weighted_tokens(b, row) if tokens else None,
+        cosine=transport.cosine_matrix(a.vectors, b.vectors) if cosine else None,
+    )
 
 
 def score_pairs(
@@ -111,13 +147,15 @@ def score_pairs(
     method: str = "wrd",
     alignment: int = 0,
     skip_special_tokens: bool = False,
+    tokens: bool = False,
+    cosine: bool = False,
 ) -> list[PairScore]:
     """Scores texts taken two at a time (``encoded[0]`` with ``encoded[1]``, ...), in order: how
-    pairs come out of one batch of ``[a0, b0, a1, b1, ...]``."""
+    pairs come out of one batch of ``[a0, b0, a1, b1, ...]``. Options as in :func:`score_pair`."""
     if len(encoded) % 2:
         raise ValueError(f"pairs need an even number of texts, got {len(encoded)}")
     return [
-        score_pair(encoded[k], encoded[k + 1], method, alignment, skip_special_tokens)
+        score_pair(encoded[k], encoded[k + 1], method, alignment, skip_special_tokens, tokens, cosine)
         for k in range(0, len(encoded), 2)
     ]
 

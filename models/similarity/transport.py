@@ -95,6 +95,11 @@ def euclidean_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return cdist(x, y, metric="euclidean")
 
 
+def cosine_matrix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(n, d), (m, d) -> (n, m)``: ``cos(x_i, y_j)``."""
+    return unit_rows(np.asarray(x, dtype=np.float64)) @ unit_rows(np.asarray(y, dtype=np.float64)).T
+
+
 def cosine_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``(n, d), (m, d) -> (n, m)``: ``1 - cos(x_i, y_j)``, clipped to ``[0, 2]``."""
     cost = unit_rows(x) @ unit_rows(y).T

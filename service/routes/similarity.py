@@ -8,11 +8,13 @@ limit becomes a 422 naming its field.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from fastapi import APIRouter, Response
 
-from models.similarity import TextTooLongError
+from models.similarity import PairScore, TextTooLongError
+from models.similarity.scoring import ALL_CELLS
 from service.dependencies import RuntimeDep
 from service.errors import ERROR_RESPONSES, FieldError, Location, field_path
 from service.schemas import (
@@ -67,19 +69,38 @@ async def similarity(request: SimilarityRequest, runtime: RuntimeDep) -> Respons
         runtime.similarity.compare(
             [(pair.a, pair.b) for pair in request.pairs],
             method=request.method,
-            alignment=settings.max_alignment_pairs if request.alignment else 0,
+            alignment=_alignment_cells(request.alignment, settings.max_alignment_pairs),
             truncate=request.truncate,
             skip_special_tokens=request.skip_special_tokens,
+            tokens=request.tokens,
+            cosine=request.cosine,
         ),
         locations,
     )
+    cells = sum(score.cosine.size for score in scored.scores if score.cosine is not None)
+    _at_most(("cosine",), cells, settings.max_cosine_cells, "matrix cells in all")
     response = SimilarityResponse(
         method=request.method,
         model=runtime.similarity.encoder.name,
-        results=[PairResult.model_validate(score, from_attributes=True) for score in scored.scores],
+        results=[_pair_result(score) for score in scored.scores],
         truncated=_fields(locations, scored.truncated),
     )
     return json_response(response)
+
+
+def _alignment_cells(alignment: bool | str, limit: int) -> int:
+    """How many plan cells to return: none, the ``limit`` heaviest, or all (``"full"``)."""
+    if alignment == "full":
+        return ALL_CELLS
+    return limit if alignment else 0
+
+
+def _pair_result(score: PairScore) -> PairResult:
+    """The response row of a score; the cosine matrix becomes nested lists rounded to 4 places."""
+    result = PairResult.model_validate(replace(score, cosine=None), from_attributes=True)
+    if score.cosine is not None:
+        result.cosine = score.cosine.round(4).tolist()
+    return result
 
 
 @router.post("/similarity/rank", response_model=RankResponse, responses=ERROR_RESPONSES, summary="Rank candidates")

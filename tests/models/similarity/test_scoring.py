@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from models.similarity.encoder import EncodedText, TokenEncoder
 from models.similarity.methods import METHODS
-from models.similarity.scoring import rank_candidates, score_pair, score_pairs
+from models.similarity.scoring import ALL_CELLS, rank_candidates, score_pair, score_pairs
 
 PRUNABLE = sorted(name for name, method in METHODS.items() if method.prunable)
 
@@ -64,3 +64,23 @@ def test_unknown_method_is_refused_with_the_known_names() -> None:
     cloud = _cloud(np.ones((2, 3)))
     with pytest.raises(ValueError, match="known methods: wrd, wmd"):
         score_pair(cloud, cloud, "cosine")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_tokens_carry_the_methods_weights_and_cosine_is_the_matrix(method: str) -> None:
+    rng = np.random.default_rng(11)
+    a, b = _cloud(rng.normal(size=(4, 5))), _cloud(rng.normal(size=(3, 5)))
+    score = score_pair(a, b, method, tokens=True, cosine=True)
+    assert [t.weight for t in score.a_tokens] == pytest.approx(METHODS[method].weights(a.vectors).tolist())
+    assert sum(t.weight for t in score.b_tokens) == pytest.approx(1)
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(score.cosine, unit(a.vectors) @ unit(b.vectors).T, atol=1e-12)
+    assert score_pair(a, b, method).cosine is None and score_pair(a, b, method).a_tokens is None
+
+
+def test_all_cells_returns_every_cell_that_carries_mass() -> None:
+    rng = np.random.default_rng(13)
+    a, b = _cloud(rng.normal(size=(6, 5))), _cloud(rng.normal(size=(7, 5)))
+    cells = score_pair(a, b, "wrd", alignment=ALL_CELLS).alignment
+    assert sum(cell.mass for cell in cells) == pytest.approx(1)
+    assert len(cells) <= 6 + 7 - 1  # an optimal vertex of the transport polytope

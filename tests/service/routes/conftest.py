@@ -19,7 +19,14 @@ from service.runtime import Runtime, build_runtime
 from service.settings import Settings
 from tests.conftest import TinyLinker
 
-LIMITS = {"max_pairs": 4, "max_candidates": 6, "max_tokens": 32, "max_beams": 6, "max_link_chars": 200}
+LIMITS = {
+    "max_pairs": 4,
+    "max_candidates": 6,
+    "max_tokens": 32,
+    "max_beams": 6,
+    "max_link_chars": 200,
+    "max_cosine_cells": 2000,
+}
 
 
 @pytest.fixture(scope="session")

@@ -82,3 +82,39 @@ def test_the_schema_offers_exactly_the_tables_methods(client: Client) -> None:
     assert method["enum"] == list(METHOD_NAMES) and method["default"] == "wrd"
     assert all(row.description in method["description"] for row in METHODS.values())
     assert LIMITS["max_pairs"] == 4  # the limits these tests rely on
+
+
+@pytest.mark.parametrize("method", [name for name, row in METHODS.items() if row.alignment])
+def test_the_full_plan_tokens_and_cosine_describe_the_pair(client: Client, method: str) -> None:
+    body = {"pairs": PAIRS[:1], "method": method, "alignment": "full", "tokens": True, "cosine": True}
+    response = client.post("/similarity", body)
+    assert response.status_code == 200, response.text
+    (pair,) = response.json()["results"]
+    a_tokens, b_tokens, cells = pair["a_tokens"], pair["b_tokens"], pair["alignment"]
+    assert sum(t["weight"] for t in a_tokens) == pytest.approx(1)
+    assert sum(t["weight"] for t in b_tokens) == pytest.approx(1)
+    assert sum(cell["mass"] for cell in cells) == pytest.approx(1)  # every cell that carries mass
+    assert all(cell["mass"] > 0 for cell in cells) and len(cells) >= min(len(a_tokens), len(b_tokens))
+    assert [t["token"] for t in a_tokens][:2] == ["[CLS]", "a"] and a_tokens[1]["span"] == [0, 1]
+    assert len(pair["cosine"]) == len(a_tokens) and {len(row) for row in pair["cosine"]} == {len(b_tokens)}
+    guitar_a = next(i for i, t in enumerate(a_tokens) if t["token"] == "guitar")
+    guitar_b = next(j for j, t in enumerate(b_tokens) if t["token"] == "guitar")
+    assert pair["cosine"][guitar_a][guitar_b] == max(pair["cosine"][guitar_a]) > 0.9
+
+
+def test_plan_rows_sum_to_the_token_weights(client: Client) -> None:
+    body = {"pairs": PAIRS[1:], "method": "wrd", "alignment": "full", "tokens": True}
+    (pair,) = client.post("/similarity", body).json()["results"]
+    rows = [0.0] * len(pair["a_tokens"])
+    for cell in pair["alignment"]:
+        rows[cell["a_index"]] += cell["mass"]
+    assert rows == pytest.approx([t["weight"] for t in pair["a_tokens"]], abs=1e-9)
+
+
+def test_cosine_matrices_are_limited_per_request(client: Client, runtime: Runtime) -> None:
+    limit = runtime.settings.max_cosine_cells
+    long_pair = {"a": "word " * 29, "b": "word " * 29}  # 31 x 31 tokens with [CLS]/[SEP]
+    pairs = [long_pair] * (limit // (31 * 31) + 1)
+    assert len(pairs) <= LIMITS["max_pairs"]
+    assert_names_field(client.post("/similarity", {"pairs": pairs, "cosine": True}), "cosine")
+    assert_names_field(client.post("/similarity", {"pairs": PAIRS, "method": "wcd", "alignment": "full"}), "alignment")
