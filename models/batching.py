@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from models.timing import StageTimes, current_stage_times, record
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -25,6 +29,8 @@ Out = TypeVar("Out")
 class _Job(Generic[In, Out]):
     items: Sequence[In]
     future: asyncio.Future[list[Out]] = field(repr=False)
+    times: StageTimes | None = field(default=None, repr=False)  # the submitting request's stage times
+    queued_at: float = field(default_factory=time.perf_counter)
 
 
 class MicroBatcher(Generic[In, Out]):
@@ -32,7 +38,9 @@ class MicroBatcher(Generic[In, Out]):
 
     ``process`` runs in ``workers`` dedicated threads, one batch per thread at a time; with one
     worker, a model is never used by two batches at once. ``on_batch(size)`` is called with each
-    batch's item count (for metrics).
+    batch's item count, ``on_drop(size)`` with the item count of each request abandoned (cancelled,
+    timed out) before its batch started, which is never computed. Each request's time in the queue
+    and in ``process`` is recorded as its ``queue`` and ``stage`` times (:mod:`models.timing`).
     """
 
     def __init__(
@@ -43,6 +51,8 @@ class MicroBatcher(Generic[In, Out]):
         on_batch: Callable[[int], None] | None = None,
         name: str = "batcher",
         workers: int = 1,
+        on_drop: Callable[[int], None] | None = None,
+        stage: str = "compute",
     ) -> None:
         if workers < 1:
             raise ValueError("a batcher needs at least one worker")
@@ -50,6 +60,8 @@ class MicroBatcher(Generic[In, Out]):
         self._max_items = max_items
         self._max_wait = max_wait_ms / 1000.0
         self._on_batch = on_batch
+        self._on_drop = on_drop
+        self._stage = stage
         self._name = name
         self._worker_count = workers
         self._queue: asyncio.Queue[_Job[In, Out]] | None = None
@@ -92,8 +104,19 @@ class MicroBatcher(Generic[In, Out]):
         if not items:
             return []
         future: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(items, future))
+        await self._queue.put(_Job(items, future, current_stage_times()))
         return await future
+
+    def fail_queued(self, error: Exception) -> int:
+        """Fails every request still waiting in the queue (not yet in a batch) with ``error``;
+        returns how many. Running batches finish."""
+        failed = 0
+        while self._queue is not None and not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(error)
+                failed += 1
+        return failed
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -131,11 +154,17 @@ class MicroBatcher(Generic[In, Out]):
 
     async def _execute(self, jobs: list[_Job[In, Out]]) -> None:
         live = [job for job in jobs if not job.future.done()]  # a cancelled request needs no work
+        dropped = sum(len(job.items) for job in jobs if job.future.done())
+        if dropped and self._on_drop is not None:
+            self._on_drop(dropped)
         if not live:
             return
         items = [item for job in live for item in job.items]
         if self._on_batch is not None:
             self._on_batch(len(items))
+        started = time.perf_counter()
+        for job in live:
+            record("queue", started - job.queued_at, job.times)
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._process, items)
         except Exception as error:
@@ -143,9 +172,33 @@ class MicroBatcher(Generic[In, Out]):
                 if not job.future.done():
                     job.future.set_exception(error)
             return
+        seconds = time.perf_counter() - started
         start = 0
         for job in live:
+            record(self._stage, seconds, job.times)
             end = start + len(job.items)
             if not job.future.done():
                 job.future.set_result(outputs[start:end])
             start = end
+
+
+class WorkCancelledError(RuntimeError):
+    """Raised inside cancellable work whose caller has gone (cancelled or past its deadline)."""
+
+
+async def run_cancellable(work: Callable[..., Out], *args: object, **kwargs: object) -> Out:
+    """Runs ``work(*args, stop=event, **kwargs)`` in a worker thread. If the caller is cancelled, the
+    event is set, so that long work that checks it between chunks stops instead of running on for
+    a caller that is no longer there."""
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(work, *args, stop=stop, **kwargs)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+
+
+def check_stop(stop: threading.Event | None) -> None:
+    """Raises :class:`WorkCancelledError` if ``stop`` is set (call between chunks of long work)."""
+    if stop is not None and stop.is_set():
+        raise WorkCancelledError("the caller has gone")

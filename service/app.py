@@ -12,11 +12,14 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from service.body_limit import BodySizeLimit
+from service.auth import ApiKeys
 from service.errors import install_error_handlers
-from service.metrics import Metrics, MetricsMiddleware
+from service.lifecycle import LoadShedding, RequestLifecycle
+from service.observability import Metrics, RequestObserver
+from service.request_body import RequestBodyChecks
 from service.routes import linking, meta, similarity
 from service.runtime import Runtime, build_runtime
+from service.schemas import deployment_limits
 from service.settings import Settings
 
 DESCRIPTION = """
@@ -50,13 +53,37 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    _state_limits_in_schema(app, settings)
+    # Added innermost first: a request passes the observer (id, times, metrics), then the key check,
+    # then load shedding (429 at the door), then the body checks (413, 415, 400), then the deadline
+    # and disconnect watch, then the route.
+    posted = frozenset(route.path for router in routers for route in router.routes if "POST" in route.methods)
+    app.add_middleware(RequestLifecycle, timeout_s=settings.request_timeout_s)
+    app.add_middleware(RequestBodyChecks, max_bytes=settings.max_body_bytes, paths=posted)
+    app.add_middleware(LoadShedding, engines=ENGINE_OF_ROUTE)
+    app.add_middleware(ApiKeys, keys=settings.load_api_keys(), protect_metrics=settings.protect_metrics)
     routes = frozenset(route.path for router in routers for route in router.routes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # outermost: counts 413s too
+    app.add_middleware(RequestObserver, metrics=metrics, routes=routes, json_access_log=settings.log_format == "json")
     return app
 
 
 STATIC = Path(__file__).parent / "static"
+ENGINE_OF_ROUTE = {"/similarity": "similarity", "/similarity/rank": "similarity", "/link-entity": "linker"}
+"""Which engine's budget each POST route spends (for shedding load at the door)."""
+
+
+def _state_limits_in_schema(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI schema states this deployment's limits (most pairs, candidates, beams, characters),
+    so a client generated from it never sends what the server refuses for size."""
+    build_schema = app.openapi  # FastAPI's, which builds the schema once and keeps it
+
+    def openapi() -> dict:
+        schema = build_schema()
+        for model, field, key, value in deployment_limits(settings):
+            schema["components"]["schemas"][model]["properties"][field][key] = value
+        return schema
+
+    app.openapi = openapi
 
 
 def _serve_page(app: FastAPI) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,6 +69,8 @@ def serve(
     """Start the HTTP service (settings also come from SIMLINK_* variables)."""
     import uvicorn
 
+    from service.server import configure_logging, serve_one_process, uvicorn_options
+
     overrides = {
         "host": host,
         "port": port,
@@ -83,29 +84,29 @@ def serve(
         "link_index": link_index,
     }
     settings = _settings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
+    try:
+        settings.load_api_keys()  # a missing or empty keys file stops start-up, naming it
+    except ValueError as error:
+        raise _fail(str(error)) from error
     if settings.workers == 1:
-        from service.app import create_app
-        from service.metrics import Metrics
+        from service.observability import Metrics
         from service.runtime import build_runtime
 
         try:
             runtime = build_runtime(settings, Metrics())
         except (ModelLoadError, IndexLoadError, ValueError) as error:
             raise _fail(str(error)) from error
-        uvicorn.run(create_app(runtime=runtime), host=settings.host, port=settings.port, log_level=settings.log_level)
+        serve_one_process(runtime)
         return
     _check_model(settings)  # each worker loads the model itself; catch a wrong path before starting them
     for key, value in overrides.items():  # worker processes read their settings from the environment
         if value is not None:
             os.environ[f"{ENV_PREFIX}{key.upper()}"] = str(value)
+    # Several processes: uvicorn's own graceful stop (no drain hook; one process per container is
+    # the recommended deployment, with replicas behind a load balancer).
     uvicorn.run(
-        "service.app:create_app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
+        "service.app:create_app_from_environment", factory=True, workers=settings.workers, **uvicorn_options(settings)
     )
 
 

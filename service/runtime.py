@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -9,10 +10,11 @@ from dataclasses import dataclass, field
 
 from threadpoolctl import threadpool_limits
 
+from models.admission import Admission, ShuttingDownError
 from models.linking import AsyncLinkingEngine, LinkingEngine, load_seq2seq_model
 from models.loader import ModelLoadError, load_encoder_model, set_torch_threads
 from models.similarity import AsyncSimilarityEngine, SimilarityEngine, TokenEncoder
-from service.metrics import Metrics
+from service.observability import Metrics
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -20,18 +22,26 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Runtime:
-    """The engines of one server process, built once at start-up from the settings."""
+    """The engines of one server process, built once at start-up from the settings.
+
+    ``ready()`` says whether to send it work (a load balancer's readiness probe); ``drain()`` is
+    how it stops: refuse new work at once, let what runs finish, and fail what still waits after
+    the grace period.
+    """
 
     settings: Settings
     similarity: AsyncSimilarityEngine
     metrics: Metrics
     linker: AsyncLinkingEngine | None = None
     started_at: float = field(default_factory=time.time)
+    draining: bool = False
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     def _engines(self) -> list[AsyncSimilarityEngine | AsyncLinkingEngine]:
         return [engine for engine in (self.similarity, self.linker) if engine is not None]
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for engine in self._engines():
             await engine.start()
 
@@ -40,6 +50,35 @@ class Runtime:
             await engine.stop()
         if self.linker is not None:
             self.linker.engine.close()
+
+    def not_ready_because(self) -> str | None:
+        """Why the server should get no work now (draining, or the encoder's budget is spent), or None."""
+        if self.draining:
+            return "draining before a stop"
+        admission = self.similarity.admission
+        if admission.full:
+            return f"at capacity: {admission.in_flight} of {admission.budget} {admission.unit} in flight"
+        return None
+
+    def drain(self, grace_s: float) -> None:
+        """Stops taking work now; after ``grace_s`` seconds, whatever still waits in a queue fails
+        with 503. Safe to call from a signal handler in any thread."""
+        if self._loop is None or self.draining:
+            return
+        self._loop.call_soon_threadsafe(self._begin_drain, grace_s)
+
+    def _begin_drain(self, grace_s: float) -> None:
+        self.draining = True
+        for engine in self._engines():
+            engine.admission.close()
+        logger.info("draining: no new work; queued work fails in %.1f s", grace_s)
+        assert self._loop is not None
+        self._loop.call_later(grace_s, self._fail_queued)
+
+    def _fail_queued(self) -> None:
+        failed = sum(engine.fail_queued(ShuttingDownError()) for engine in self._engines())
+        if failed:
+            logger.warning("drain grace period over: %d queued request(s) answered 503", failed)
 
 
 def keep_helpers_on_one_thread() -> None:
@@ -120,6 +159,10 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         max_batch_texts=settings.batch_max_texts,
         batch_wait_ms=settings.batch_wait_ms,
         on_batch=metrics.batch_size.labels("encoder").observe,
+        admission=_watched(
+            Admission(settings.queue_budget_tokens, settings.max_request_tokens, "tokens"), metrics, "encoder"
+        ),
+        on_drop=metrics.dropped.labels("encoder").inc,
     )
     linker = build_linker(settings)
     async_linker = None
@@ -130,5 +173,15 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             max_batch_queries=settings.link_batch_max,
             batch_wait_ms=settings.batch_wait_ms,
             on_batch=metrics.batch_size.labels("linker").observe,
+            admission=_watched(
+                Admission(settings.link_queue_budget_beams, settings.max_beams, "beams"), metrics, "linker"
+            ),
+            on_drop=metrics.dropped.labels("linker").inc,
         )
     return Runtime(settings=settings, similarity=similarity, metrics=metrics, linker=async_linker)
+
+
+def _watched(admission: Admission, metrics: Metrics, engine: str) -> Admission:
+    """``admission``, with its cost in flight shown in ``/metrics``."""
+    metrics.in_flight.labels(engine).set_function(lambda: admission.in_flight)
+    return admission

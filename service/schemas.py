@@ -12,9 +12,16 @@ from fastapi import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from models.similarity.methods import DEFAULT_METHOD, METHOD_NAMES, METHODS
+from service.settings import Settings
 
 MethodName = Literal[METHOD_NAMES]  # the allowed values come from the method table
 METHOD_HELP = "; ".join(f"{name}: {method.description}" for name, method in METHODS.items())
+
+
+CONTENT = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u206f\\ufeff]"
+"""A character that is not white space, a control or a zero-width/format character: a text must have
+one (the pattern is searched, not anchored). The encoder checks the rest: a text whose characters
+all vanish in its tokenizer's normalisation (a lone accent, for example) is refused after tokenizing."""
 
 
 def _not_blank(text: str) -> str:
@@ -23,11 +30,23 @@ def _not_blank(text: str) -> str:
     return text
 
 
-Text = Annotated[str, Field(min_length=1, description="A non-empty text."), AfterValidator(_not_blank)]
+Text = Annotated[
+    str,
+    Field(
+        min_length=1,
+        pattern=CONTENT,
+        description="A text with at least one character other than white space, control or zero-width "
+        "characters, and at least one token once the encoder's tokenizer has normalised it.",
+    ),
+    AfterValidator(_not_blank),
+]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Request bodies: unknown fields are refused, and types are not coerced (``0`` is no boolean,
+    ``"5"`` no number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TextPair(_Strict):
@@ -176,6 +195,7 @@ class MentionSpan(_Strict):
 class LinkRequest(_Strict):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"text": "Which river flows through Paris?", "task": "entity", "mention": {"start": 26, "end": 31}},
@@ -222,3 +242,16 @@ def json_response(body: BaseModel) -> Response:
     """``body`` as a JSON response, ``None`` fields left out. Serialized once by pydantic: a route
     returning the model itself would have FastAPI validate and serialize it a second time."""
     return Response(body.model_dump_json(exclude_none=True), media_type="application/json")
+
+
+def deployment_limits(settings: Settings) -> list[tuple[str, str, str, int]]:
+    """``(model, field, JSON-schema keyword, value)`` for each limit the settings put on a request,
+    written into the OpenAPI schema; the routes check the same settings."""
+    return [
+        ("SimilarityRequest", "pairs", "maxItems", settings.max_pairs),
+        ("RankRequest", "candidates", "maxItems", settings.max_candidates),
+        ("LinkRequest", "text", "maxLength", settings.max_link_chars),
+        ("LinkRequest", "num_beams", "maximum", settings.max_beams),
+        ("LinkRequest", "top_k", "maximum", settings.max_beams),
+        ("LinkRequest", "candidates", "maxItems", settings.max_link_candidates),
+    ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SIMLINK_"
@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port the server listens on.")
     workers: int = Field(1, ge=1, description="Server processes; each loads its own model copy.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Access logs: uvicorn's text lines, or one JSON object per request (with its request id "
+        "and stage times).",
+    )
 
     model: str = Field(
         "embedded",
@@ -63,6 +68,39 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body; larger gets 413.")
 
+    queue_budget_tokens: int = Field(
+        6_144,
+        ge=1,
+        description="Tokens of /similarity work admitted at once (queued and running); beyond it requests get "
+        "429 with Retry-After. About the tokens the encoder gets through in a second, so that admitted "
+        "requests wait about that long at most (bench/overload.py measures it).",
+    )
+    max_request_tokens: int = Field(
+        32_768, ge=2, description="Most tokens one /similarity or /similarity/rank request may carry; more gets 413."
+    )
+    link_queue_budget_beams: int = Field(
+        80, ge=1, description="Beams of /link-entity work admitted at once; beyond it requests get 429."
+    )
+    request_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Deadline of a POST request in seconds (a request may ask for less with the header "
+        "x-request-timeout); past it the work is dropped and the answer is 504.",
+    )
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="On SIGTERM: seconds in-flight requests may take to finish before what is still queued "
+        "gets 503 and the server exits.",
+    )
+    api_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated API keys; when set (here or in api_keys_file), every route but /health, "
+        "/ready, the page and the docs needs 'Authorization: Bearer KEY'.",
+    )
+    api_keys_file: Path | None = Field(None, description="A file of API keys, one per line ('#' starts a comment).")
+    protect_metrics: bool = Field(False, description="Whether /metrics needs an API key too (when keys are set).")
+
     link_model: str | None = Field(
         None,
         description="Seq2seq linker for /link-entity: a model directory written by 'simlink train' (or any "
@@ -80,8 +118,25 @@ class Settings(BaseSettings):
 
     data_dir: Path | None = Field(None, description="Folder of evaluation data sets (e.g. ../shared/data).")
 
-    @field_validator("link_model", "link_index", "data_dir", mode="before")
+    @field_validator("link_model", "link_index", "data_dir", "api_keys", "api_keys_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """``SIMLINK_LINK_MODEL=`` (as docker compose passes an unset variable) means not set."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    def load_api_keys(self) -> tuple[str, ...]:
+        """The API keys of ``api_keys`` and ``api_keys_file``; empty when neither is set.
+
+        Raises ``ValueError`` naming the file when it cannot be read or holds no key.
+        """
+        keys = [key.strip() for key in (self.api_keys.get_secret_value() if self.api_keys else "").split(",")]
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as error:
+                raise ValueError(f"cannot read the API keys file {self.api_keys_file}: {error}") from error
+            from_file = [line.split("#", 1)[0].strip() for line in lines]
+            if not any(from_file):
+                raise ValueError(f"the API keys file {self.api_keys_file} holds no key")
+            keys += from_file
+        return tuple(dict.fromkeys(key for key in keys if key))

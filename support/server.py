@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -28,39 +30,67 @@ def simlink_command() -> list[str]:
     return [str(script)] if script.exists() else [shutil.which("simlink") or "simlink"]
 
 
+@dataclass
+class LiveServer:
+    """A started ``simlink serve``: its base URL, its process and the file its output goes to."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def live_server(
+    env: Mapping[str, str] | None = None, args: list[str] | None = None, timeout: float = 120
+) -> Iterator[LiveServer]:
+    """Starts a server and waits until ``/health`` answers; stops it (SIGINT) afterwards if it still
+    runs. Its output goes to a file, not a pipe, so a server that logs much never blocks on it."""
+    port = free_port()
+    environment = {**os.environ, **(env or {})}
+    command = [*simlink_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *(args or [])]
+    with tempfile.TemporaryDirectory(prefix="simlink-server-") as folder:
+        log = Path(folder) / "server.log"
+        with log.open("w") as stream:
+            process = subprocess.Popen(command, env=environment, stdout=stream, stderr=subprocess.STDOUT, text=True)
+        server = LiveServer(f"http://127.0.0.1:{port}", process, log)
+        try:
+            _wait_until_healthy(server, timeout)
+            yield server
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _wait_until_healthy(server: LiveServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server did not become healthy in time:\n{server.output()}")
+        time.sleep(0.25)
+
+
 @contextmanager
 def running_server(
     env: Mapping[str, str] | None = None, args: list[str] | None = None, timeout: float = 120
 ) -> Iterator[str]:
-    """Yields the base URL of a live server; its output is shown if it fails to start."""
-    port = free_port()
-    environment = {**os.environ, **(env or {})}
-    command = [*simlink_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *(args or [])]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{process.stdout.read()}")
-            try:
-                if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become healthy in time")
-            time.sleep(0.25)
-        yield base_url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        process.stdout.close()
+    """Yields the base URL of a live server (see :func:`live_server`)."""
+    with live_server(env, args, timeout) as server:
+        yield server.url
 
 
 def run_to_exit(

@@ -18,6 +18,7 @@ from typing import Any
 
 from index.linking_index import LinkingIndex
 from index.trie import TokenTrie
+from models.admission import Admission
 from models.batching import MicroBatcher
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, Task, format_input
@@ -176,7 +177,8 @@ class LinkingEngine:
 
 class AsyncLinkingEngine:
     """The linking engine for a server: concurrent queries with the same beam width share one
-    ``generate`` call, run in a worker thread (:mod:`models.batching`)."""
+    ``generate`` call, run in a worker thread (:mod:`models.batching`). A query's cost is its beam
+    count, admitted or refused by ``admission`` (:mod:`models.admission`)."""
 
     def __init__(
         self,
@@ -184,14 +186,19 @@ class AsyncLinkingEngine:
         max_batch_queries: int = 16,
         batch_wait_ms: float = 2.0,
         on_batch: Callable[[int], None] | None = None,
+        admission: Admission | None = None,
+        on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.admission = admission or Admission(budget=2**62, per_request=2**62, unit="beams")
         self._batcher: MicroBatcher[LinkQuery, Matches] = MicroBatcher(
             engine.link,
             max_items=max_batch_queries,
             max_wait_ms=batch_wait_ms,
             on_batch=on_batch,
             name="link-batcher",
+            on_drop=on_drop,
+            stage="generate",
         )
 
     async def start(self) -> None:
@@ -202,10 +209,15 @@ class AsyncLinkingEngine:
         whoever opened it closes it."""
         await self._batcher.stop()
 
+    def fail_queued(self, error: Exception) -> int:
+        """Fails the queries still waiting for a ``generate`` call (draining before a stop)."""
+        return self._batcher.fail_queued(error)
+
     async def link(self, query: LinkQuery) -> Matches:
         """The matches of one query, best first; unknown candidate ids raise
         :class:`UnknownCandidatesError` before any generation."""
         if query.candidates is not None:
             await asyncio.to_thread(self.engine.check_candidates, query.candidates)
-        (matches,) = await self._batcher.submit([query])
+        with self.admission.admit(query.num_beams):
+            (matches,) = await self._batcher.submit([query])
         return matches

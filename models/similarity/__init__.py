@@ -13,6 +13,8 @@ _EXPORTS = {
     "TokenizedText": "encoder",
     "EncodedText": "encoder",
     "TextTooLongError": "encoder",
+    "EmptyTextError": "encoder",
+    "TextError": "encoder",
     "Method": "methods",
     "METHODS": "methods",
     "METHOD_NAMES": "methods",

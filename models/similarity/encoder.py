@@ -48,14 +48,30 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (unit_rows(a) * unit_rows(b)).sum(axis=1)
 
 
-class TextTooLongError(ValueError):
+class TextError(ValueError):
+    """Text number ``index`` of a call cannot be encoded; ``problem`` says why, without the index."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(f"text {index} {problem}")
+        self.index = index
+        self.problem = problem
+
+
+class TextTooLongError(TextError):
     """Text number ``index`` has more tokens than the limit and truncation was not asked for."""
 
     def __init__(self, index: int, token_count: int, limit: int) -> None:
-        super().__init__(f"text {index} has {token_count} tokens, more than the limit of {limit}")
-        self.index = index
+        super().__init__(index, f"has {token_count} tokens, more than the limit of {limit} (set truncate to cut it)")
         self.token_count = token_count
         self.limit = limit
+
+
+class EmptyTextError(TextError):
+    """Text number ``index`` has no token but [CLS]/[SEP]-like ones once the tokenizer has normalised
+    it (white space, control and zero-width characters, a lone byte-order mark): nothing to compare."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index, "has no tokens once normalised (only white space, control or zero-width characters)")
 
 
 @dataclass(frozen=True)
@@ -152,8 +168,12 @@ class TokenEncoder:
 
     def tokenize(self, texts: Sequence[str], truncate: bool = False) -> list[TokenizedText]:
         """Tokenizes ``texts``; raises :class:`TextTooLongError` for the first text over the limit
-        unless ``truncate`` is set, in which case such texts are cut to ``max_tokens``."""
+        unless ``truncate`` is set, in which case such texts are cut to ``max_tokens``, and
+        :class:`EmptyTextError` for the first text with nothing but special tokens."""
         full = self._tokenize(texts, truncation=False)
+        for index, special in enumerate(full["special_tokens_mask"]):
+            if all(special):
+                raise EmptyTextError(index)
         too_long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > self.max_tokens]
         if too_long and not truncate:
             first = too_long[0]

@@ -9,12 +9,15 @@ running the CPU work off the event loop, so an HTTP route only validates and con
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from models.batching import MicroBatcher
+from models.admission import Admission
+from models.batching import MicroBatcher, run_cancellable
 from models.similarity.encoder import EncodedText, TokenEncoder, TokenizedText
 from models.similarity.scoring import PairScore, Ranking, rank_candidates, score_pairs
+from models.timing import timed
 
 
 @dataclass(frozen=True)
@@ -93,11 +96,13 @@ class SimilarityEngine:
 class AsyncSimilarityEngine:
     """The similarity engine for a server: concurrent callers share forward passes.
 
-    Tokenizing runs in a worker thread (a text over the token limit raises
-    :class:`~models.similarity.encoder.TextTooLongError` naming its position), the forward pass in
-    the batcher's ``workers`` threads (several at once for a packed encoder, whose traced forward
-    pass releases Python's lock), and transport in a worker thread. ``on_batch(size)`` sees each
-    forward batch's text count.
+    Tokenizing runs in a worker thread (a text over the token limit, or with no tokens, raises
+    :class:`~models.similarity.encoder.TextError` naming its position); then the request's cost,
+    its token count, is admitted or refused by ``admission`` (:mod:`models.admission`); the forward
+    pass runs in the batcher's ``workers`` threads (several at once for a packed encoder, whose
+    traced forward pass releases Python's lock), and transport in a worker thread that stops
+    between pairs or candidates if the caller goes. ``on_batch(size)`` sees each forward batch's
+    text count, ``on_drop(size)`` the texts of abandoned requests that were never encoded.
     """
 
     def __init__(
@@ -107,9 +112,12 @@ class AsyncSimilarityEngine:
         max_batch_texts: int = 256,
         batch_wait_ms: float = 2.0,
         on_batch: Callable[[int], None] | None = None,
+        admission: Admission | None = None,
+        on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self.engine = engine
         self.workers = workers
+        self.admission = admission or Admission(budget=2**62, per_request=2**62, unit="tokens")
         self._batcher: MicroBatcher[TokenizedText, EncodedText] = MicroBatcher(
             engine.encoder.embed,
             max_items=max_batch_texts,
@@ -117,6 +125,8 @@ class AsyncSimilarityEngine:
             on_batch=on_batch,
             name="encoder-batcher",
             workers=workers,
+            on_drop=on_drop,
+            stage="encode",
         )
 
     @property
@@ -131,10 +141,17 @@ class AsyncSimilarityEngine:
         """Stops the batch workers; waiting callers fail with a clear error."""
         await self._batcher.stop()
 
-    async def encode(self, texts: Sequence[str], truncate: bool = False) -> list[EncodedText]:
-        """Tokenizes (off the event loop) and embeds in the shared batch."""
+    def fail_queued(self, error: Exception) -> int:
+        """Fails the requests still waiting for a forward pass (draining before a stop)."""
+        return self._batcher.fail_queued(error)
+
+    @asynccontextmanager
+    async def _encoded(self, texts: Sequence[str], truncate: bool) -> AsyncIterator[list[EncodedText]]:
+        """Tokenizes, admits the token count, embeds in the shared batch; the admission is held
+        until the caller's scoring is done."""
         tokenized = await asyncio.to_thread(self.encoder.tokenize, texts, truncate)
-        return await self._batcher.submit(tokenized)
+        with self.admission.admit(sum(len(text) for text in tokenized)):
+            yield await self._batcher.submit(tokenized)
 
     async def compare(
         self,
@@ -147,9 +164,10 @@ class AsyncSimilarityEngine:
         cosine: bool = False,
     ) -> ScoredPairs:
         """As :meth:`SimilarityEngine.compare`, with the positions of texts that were cut."""
-        encoded = await self.encode(_flatten(pairs), truncate)
         skip = self.engine.skips_special_tokens(skip_special_tokens)
-        scores = await asyncio.to_thread(score_pairs, encoded, method, alignment, skip, tokens, cosine)
+        async with self._encoded(_flatten(pairs), truncate) as encoded:
+            with timed("transport"):
+                scores = await run_cancellable(score_pairs, encoded, method, alignment, skip, tokens, cosine)
         return ScoredPairs(scores, _cut(encoded))
 
     async def rank(
@@ -162,7 +180,8 @@ class AsyncSimilarityEngine:
         skip_special_tokens: bool | None = None,
     ) -> RankedTexts:
         """As :meth:`SimilarityEngine.rank` (always pruned), with the positions of texts that were cut."""
-        encoded = await self.encode([source, *candidates], truncate)
         skip = self.engine.skips_special_tokens(skip_special_tokens)
-        ranking = await asyncio.to_thread(rank_candidates, encoded[0], encoded[1:], method, top_k, True, skip)
+        async with self._encoded([source, *candidates], truncate) as encoded:
+            with timed("transport"):
+                ranking = await run_cancellable(rank_candidates, encoded[0], encoded[1:], method, top_k, True, skip)
         return RankedTexts(ranking, _cut(encoded))

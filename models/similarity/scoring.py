@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import heapq
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from models.batching import check_stop
 from models.similarity import transport
 from models.similarity.encoder import EncodedText
 from models.similarity.methods import Method, method_named
@@ -149,15 +151,18 @@ def score_pairs(
     skip_special_tokens: bool = False,
     tokens: bool = False,
     cosine: bool = False,
+    stop: threading.Event | None = None,
 ) -> list[PairScore]:
     """Scores texts taken two at a time (``encoded[0]`` with ``encoded[1]``, ...), in order: how
-    pairs come out of one batch of ``[a0, b0, a1, b1, ...]``. Options as in :func:`score_pair`."""
+    pairs come out of one batch of ``[a0, b0, a1, b1, ...]``. Options as in :func:`score_pair`;
+    a set ``stop`` ends the work between pairs (:class:`models.batching.WorkCancelledError`)."""
     if len(encoded) % 2:
         raise ValueError(f"pairs need an even number of texts, got {len(encoded)}")
-    return [
-        score_pair(encoded[k], encoded[k + 1], method, alignment, skip_special_tokens, tokens, cosine)
-        for k in range(0, len(encoded), 2)
-    ]
+    scores = []
+    for k in range(0, len(encoded), 2):
+        check_stop(stop)
+        scores.append(score_pair(encoded[k], encoded[k + 1], method, alignment, skip_special_tokens, tokens, cosine))
+    return scores
 
 
 def _best_first(scored: list[tuple[float, int]], row: Method, top_k: int) -> list[RankedCandidate]:
@@ -171,6 +176,7 @@ def rank_candidates(
     top_k: int = 10,
     prune: bool = True,
     skip_special_tokens: bool = False,
+    stop: threading.Event | None = None,
 ) -> Ranking:
     """The ``top_k`` candidates closest to ``source``, ordered by (distance, input index).
 
@@ -179,19 +185,24 @@ def rank_candidates(
     increasing centroid bound, the first ``top_k`` are solved exactly, and a later candidate is
     solved only if neither its centroid bound nor its relaxed bound already exceeds the current
     k-th best distance. Both are lower bounds of the exact distance, so the result is exactly the
-    exhaustive one.
+    exhaustive one. A set ``stop`` ends the work between candidates.
     """
     row = method_named(method)
     source = _select(source, skip_special_tokens)
     candidates = [_select(c, skip_special_tokens) for c in candidates]
     if row.bounds is None or not prune:
-        scored = [(score_pair(source, c, method).distance, i) for i, c in enumerate(candidates)]
+        scored = []
+        for i, candidate in enumerate(candidates):
+            check_stop(stop)
+            scored.append((score_pair(source, candidate, method).distance, i))
         exact = len(candidates) if row.prunable else 0
         return Ranking(_best_first(scored, row, top_k), exact_solves=exact, pruned=0)
-    return _prefetch_and_prune(source, candidates, row, top_k)
+    return _prefetch_and_prune(source, candidates, row, top_k, stop)
 
 
-def _prefetch_and_prune(source: EncodedText, candidates: Sequence[EncodedText], row: Method, top_k: int) -> Ranking:
+def _prefetch_and_prune(
+    source: EncodedText, candidates: Sequence[EncodedText], row: Method, top_k: int, stop: threading.Event | None
+) -> Ranking:
     geometry = row.bounds
     assert geometry is not None
     x = source.vectors.astype(np.float64)
@@ -201,6 +212,7 @@ def _prefetch_and_prune(source: EncodedText, candidates: Sequence[EncodedText], 
     best: list[tuple[float, int]] = []  # max-heap of (distance, index) via negation
     exact_solves = 0
     for i in np.lexsort((np.arange(len(candidates)), centroid_bounds)):
+        check_stop(stop)
         kth = -best[0][0] if len(best) == top_k else np.inf
         if centroid_bounds[i] > kth + _PRUNE_TOLERANCE:
             break  # every later candidate has a centroid bound at least as large

@@ -6,11 +6,13 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.loader import torch_threads
 from models.similarity.methods import METHODS
 from service.dependencies import RuntimeDep
+from service.errors import ErrorResponse, error_body
 from service.runtime import Runtime
 
 router = APIRouter(tags=["service"])
@@ -24,10 +26,25 @@ def package_version() -> str:
         return "unknown"
 
 
-@router.get("/health", summary="Liveness and readiness")
+@router.get("/health", summary="Liveness: the process is up and its model loaded")
 async def health(runtime: RuntimeDep) -> dict[str, str]:
-    """``ok`` once the model is loaded and warmed up (the server accepts no request before)."""
+    """``ok`` once the model is loaded and warmed up (the server accepts no request before), and for as
+    long as the process runs; restart it only when this fails. Whether to send it work is ``/ready``."""
     return {"status": "ok", "model": runtime.similarity.encoder.name}
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: whether to send this server work now",
+    responses={503: {"model": ErrorResponse, "description": "Draining before a stop, or at capacity."}},
+)
+async def ready(runtime: RuntimeDep) -> JSONResponse:
+    """200 while the server takes work; 503 while it drains before a stop or its queue budget is
+    spent (a load balancer should send the next request elsewhere)."""
+    reason = runtime.not_ready_because()
+    if reason is not None:
+        return JSONResponse(status_code=503, content=error_body(f"not ready: {reason}"))
+    return JSONResponse({"status": "ready"})
 
 
 @router.get("/info", summary="What the server loaded and its limits")
@@ -51,8 +68,16 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
             for name, method in METHODS.items()
         },
         "linker": _linker_info(runtime),
+        "admission": {
+            "encoder": runtime.similarity.admission.describe(),
+            "linker": runtime.linker.admission.describe() if runtime.linker else None,
+            "request_timeout_s": settings.request_timeout_s,
+            "shutdown_grace_s": settings.shutdown_grace_s,
+            "draining": runtime.draining,
+        },
         "limits": {
             "max_pairs": settings.max_pairs,
+            "max_request_tokens": settings.max_request_tokens,
             "max_candidates": settings.max_candidates,
             "max_tokens": settings.max_tokens,
             "max_body_bytes": settings.max_body_bytes,

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from fastapi import APIRouter, Response
 
-from models.similarity import PairScore, TextTooLongError
+from models.similarity import PairScore, TextError, TextTooLongError
 from models.similarity.scoring import ALL_CELLS
 from service.dependencies import RuntimeDep
 from service.errors import ERROR_RESPONSES, FieldError, Location, field_path
@@ -36,16 +36,13 @@ def _at_most(location: Location, count: int, limit: int, what: str) -> None:
         raise FieldError(location, f"has {count} {what}, more than the limit of {limit}", "too_long")
 
 
-async def _naming_long_texts(work: Awaitable[T], locations: Sequence[Location]) -> T:
-    """Awaits ``work``; a text over the token limit becomes a 422 naming its field."""
+async def _naming_bad_texts(work: Awaitable[T], locations: Sequence[Location]) -> T:
+    """Awaits ``work``; a text over the token limit, or with no tokens, becomes a 422 naming its field."""
     try:
         return await work
-    except TextTooLongError as error:
-        raise FieldError(
-            locations[error.index],
-            f"has {error.token_count} tokens, more than the limit of {error.limit} (set truncate to cut it)",
-            "too_many_tokens",
-        ) from error
+    except TextError as error:
+        kind = "too_many_tokens" if isinstance(error, TextTooLongError) else "no_tokens"
+        raise FieldError(locations[error.index], error.problem, kind) from error
 
 
 def _fields(locations: Sequence[Location], positions: Sequence[int]) -> list[str]:
@@ -65,7 +62,7 @@ async def similarity(request: SimilarityRequest, runtime: RuntimeDep) -> Respons
     settings = runtime.settings
     _at_most(("pairs",), len(request.pairs), settings.max_pairs, "pairs")
     locations = [("pairs", i, side) for i in range(len(request.pairs)) for side in ("a", "b")]
-    scored = await _naming_long_texts(
+    scored = await _naming_bad_texts(
         runtime.similarity.compare(
             [(pair.a, pair.b) for pair in request.pairs],
             method=request.method,
@@ -110,7 +107,7 @@ async def rank(request: RankRequest, runtime: RuntimeDep) -> Response:
     top k; the result is the same as solving every candidate."""
     _at_most(("candidates",), len(request.candidates), runtime.settings.max_candidates, "candidates")
     locations = [("source",), *[("candidates", i) for i in range(len(request.candidates))]]
-    ranked = await _naming_long_texts(
+    ranked = await _naming_bad_texts(
         runtime.similarity.rank(
             request.source,
             request.candidates,

@@ -151,7 +151,7 @@ def test_a_422_is_shown_next_to_its_field(visit: Visit) -> None:
     compare(visit, "   ", B)
     message = visit.page.locator('#compare-form .error[data-field="pairs[0].a"]')
     message.wait_for()
-    assert "must contain more than white space" in message.text_content()
+    assert "must contain a character other than white space" in message.text_content()
     assert visit.page.is_hidden("#compare-result")
 
 

@@ -35,7 +35,7 @@ def test_an_unpacked_encoder_gets_one_worker_with_all_the_cores(
 ) -> None:
     import torch
 
-    from service.metrics import Metrics
+    from service.observability import Metrics
     from service.runtime import build_runtime
     from service.settings import Settings
 

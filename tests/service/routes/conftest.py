@@ -13,8 +13,10 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+from models.admission import Admission
+from models.similarity import AsyncSimilarityEngine
 from service.app import create_app
-from service.metrics import Metrics
+from service.observability import Metrics
 from service.runtime import Runtime, build_runtime
 from service.settings import Settings
 from tests.conftest import TinyLinker
@@ -42,11 +44,23 @@ def runtime(tiny_linker: TinyLinker) -> Iterator[Runtime]:
             torch.set_num_threads(threads)
 
 
-async def _exchange(runtime: Runtime, requests: list[tuple[str, str, dict[str, Any]]]) -> list[httpx.Response]:
+Request = tuple[str, str, dict[str, Any]]
+
+
+async def _exchange(
+    runtime: Runtime, requests: list[Request], concurrently: bool = False, before: Any = None
+) -> list[httpx.Response]:
+    """Runs the app's lifespan around ``requests``, sent one after another or all at once;
+    ``before(runtime)`` runs first, inside the lifespan."""
     app = create_app(runtime=runtime)
     async with app.router.lifespan_context(app):  # starts and stops the engines' batch workers
+        if before is not None:
+            before(runtime)
+            await asyncio.sleep(0.05)  # what before() schedules on the loop runs first
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://simlink.test") as client:
+            if concurrently:
+                return list(await asyncio.gather(*(client.request(m, p, **o) for m, p, o in requests)))
             return [await client.request(method, path, **options) for method, path, options in requests]
 
 
@@ -62,8 +76,8 @@ class Client:
     def get(self, path: str) -> httpx.Response:
         return self.send([("GET", path, {})])[0]
 
-    def send(self, requests: list[tuple[str, str, dict[str, Any]]]) -> list[httpx.Response]:
-        return asyncio.run(_exchange(self.runtime, requests))
+    def send(self, requests: list[Request], concurrently: bool = False, before: Any = None) -> list[httpx.Response]:
+        return asyncio.run(_exchange(self.runtime, requests, concurrently, before))
 
 
 @pytest.fixture
@@ -74,6 +88,15 @@ def client(runtime: Runtime) -> Client:
 @pytest.fixture
 def client_without_linker(runtime: Runtime) -> Client:
     return Client(dataclasses.replace(runtime, linker=None))
+
+
+def client_with(runtime: Runtime, **overrides: Any) -> Client:
+    """A client of an app over the same loaded models with other settings (limits, budgets, keys,
+    deadlines): a new similarity façade with its own admission, no linker."""
+    settings = runtime.settings.model_copy(update=overrides)
+    admission = Admission(settings.queue_budget_tokens, settings.max_request_tokens, "tokens")
+    similarity = AsyncSimilarityEngine(runtime.similarity.engine, workers=1, admission=admission)
+    return Client(dataclasses.replace(runtime, settings=settings, similarity=similarity, linker=None))
 
 
 def assert_names_field(response: httpx.Response, field: str) -> None:
