@@ -56,16 +56,21 @@ class Admission:
         self._window_cost = 0
         self._typical_cost = 0.0  # smoothed cost of admitted requests
 
-    @contextmanager
-    def admit(self, cost: int) -> Iterator[None]:
-        """Holds ``cost`` units for the ``with`` block; raises :class:`TooMuchWorkError`,
-        :class:`OverloadedError` or :class:`ShuttingDownError` instead of admitting."""
+    def check(self, cost: int) -> None:
+        """Raises what :meth:`admit` would raise for ``cost`` now, without holding anything: a cheap
+        early answer from an estimated cost, before the work of measuring the exact one."""
         if self.closed:
             raise ShuttingDownError()
         if cost > self.per_request:
             raise TooMuchWorkError(cost, self.per_request, self.unit)
         if self.in_flight and self.in_flight + cost > self.budget:
             raise OverloadedError(self.retry_after())
+
+    @contextmanager
+    def admit(self, cost: int) -> Iterator[None]:
+        """Holds ``cost`` units for the ``with`` block; raises :class:`TooMuchWorkError`,
+        :class:`OverloadedError` or :class:`ShuttingDownError` instead of admitting."""
+        self.check(cost)
         if not self.in_flight:  # idle until now: measure throughput from here
             self._window_start, self._window_cost = time.monotonic(), 0
         self.in_flight += cost

@@ -41,6 +41,11 @@ def _flatten(pairs: Sequence[tuple[str, str]]) -> list[str]:
     return [text for pair in pairs for text in pair]
 
 
+def _low_token_estimate(texts: Sequence[str]) -> int:
+    """Fewer tokens than English text usually has (about one per four characters, plus [CLS]/[SEP])."""
+    return sum(len(text) // 5 + 2 for text in texts)
+
+
 def _cut(encoded: Sequence[EncodedText]) -> list[int]:
     return [position for position, text in enumerate(encoded) if text.truncated]
 
@@ -148,7 +153,10 @@ class AsyncSimilarityEngine:
     @asynccontextmanager
     async def _encoded(self, texts: Sequence[str], truncate: bool) -> AsyncIterator[list[EncodedText]]:
         """Tokenizes, admits the token count, embeds in the shared batch; the admission is held
-        until the caller's scoring is done."""
+        until the caller's scoring is done. Under load, a request that cannot fit even by a low
+        estimate of its tokens is refused before it is tokenized."""
+        if self.admission.in_flight:
+            self.admission.check(min(_low_token_estimate(texts), self.admission.per_request))
         tokenized = await asyncio.to_thread(self.encoder.tokenize, texts, truncate)
         with self.admission.admit(sum(len(text) for text in tokenized)):
             yield await self._batcher.submit(tokenized)
