@@ -32,6 +32,7 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
+    MALLOC_ARENA_MAX=2 \
     TRANSFORMERS_OFFLINE=1 \
     SIMLINK_HOST=0.0.0.0 \
     SIMLINK_PORT=8000

@@ -49,3 +49,12 @@ def test_an_unpacked_encoder_gets_one_worker_with_all_the_cores(
             assert torch.get_num_threads() == threads_per_worker(1)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_malloc_arenas_are_capped_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.server import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the operator's choice stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is True  # glibc on Linux, as here and in the image
