@@ -56,6 +56,11 @@ class Admission:
         self._window_cost = 0
         self._typical_cost = 0.0  # smoothed cost of admitted requests
 
+    @classmethod
+    def unlimited(cls, unit: str) -> Admission:
+        """Admits everything (an engine used without a server's budget)."""
+        return cls(budget=2**62, per_request=2**62, unit=unit)
+
     def check(self, cost: int) -> None:
         """Raises what :meth:`admit` would raise for ``cost`` now, without holding anything: a cheap
         early answer from an estimated cost, before the work of measuring the exact one."""

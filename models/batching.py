@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from models.admission import Admission
 from models.timing import StageTimes, current_stage_times, record
 
 In = TypeVar("In")
@@ -202,3 +203,48 @@ def check_stop(stop: threading.Event | None) -> None:
     """Raises :class:`WorkCancelledError` if ``stop`` is set (call between chunks of long work)."""
     if stop is not None and stop.is_set():
         raise WorkCancelledError("the caller has gone")
+
+
+class BatchedFacade(Generic[In, Out]):
+    """What an engine's async façade shares: a :class:`MicroBatcher` over ``process`` and an
+    :class:`~models.admission.Admission` of the façade's cost unit (unlimited when none is given).
+    Subclasses add the calls that tokenize, admit, submit and convert."""
+
+    def __init__(
+        self,
+        process: Callable[[list[In]], list[Out]],
+        *,
+        name: str,
+        stage: str,
+        unit: str,
+        workers: int = 1,
+        max_items: int = 256,
+        wait_ms: float = 2.0,
+        on_batch: Callable[[int], None] | None = None,
+        on_drop: Callable[[int], None] | None = None,
+        admission: Admission | None = None,
+    ) -> None:
+        self.workers = workers
+        self.admission = admission or Admission.unlimited(unit)
+        self._batcher: MicroBatcher[In, Out] = MicroBatcher(
+            process,
+            max_items=max_items,
+            max_wait_ms=wait_ms,
+            on_batch=on_batch,
+            name=name,
+            workers=workers,
+            on_drop=on_drop,
+            stage=stage,
+        )
+
+    async def start(self) -> None:
+        """Starts the batch workers; call from the running event loop."""
+        await self._batcher.start()
+
+    async def stop(self) -> None:
+        """Stops the batch workers; waiting callers fail with a clear error."""
+        await self._batcher.stop()
+
+    def fail_queued(self, error: Exception) -> int:
+        """Fails the requests still waiting for a batch (draining before a stop); returns how many."""
+        return self._batcher.fail_queued(error)

@@ -19,7 +19,7 @@ from typing import Any
 from index.linking_index import LinkingIndex
 from index.trie import TokenTrie
 from models.admission import Admission
-from models.batching import MicroBatcher
+from models.batching import BatchedFacade
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, Task, format_input
 
@@ -175,10 +175,11 @@ class LinkingEngine:
         return matches[:top_k]
 
 
-class AsyncLinkingEngine:
+class AsyncLinkingEngine(BatchedFacade[LinkQuery, Matches]):
     """The linking engine for a server: concurrent queries with the same beam width share one
     ``generate`` call, run in a worker thread (:mod:`models.batching`). A query's cost is its beam
-    count, admitted or refused by ``admission`` (:mod:`models.admission`)."""
+    count, admitted or refused by ``admission`` (:mod:`models.admission`). Stopping the façade
+    leaves the engine open: whoever opened it closes it."""
 
     def __init__(
         self,
@@ -189,29 +190,18 @@ class AsyncLinkingEngine:
         admission: Admission | None = None,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
-        self.engine = engine
-        self.admission = admission or Admission(budget=2**62, per_request=2**62, unit="beams")
-        self._batcher: MicroBatcher[LinkQuery, Matches] = MicroBatcher(
+        super().__init__(
             engine.link,
-            max_items=max_batch_queries,
-            max_wait_ms=batch_wait_ms,
-            on_batch=on_batch,
             name="link-batcher",
-            on_drop=on_drop,
             stage="generate",
+            unit="beams",
+            max_items=max_batch_queries,
+            wait_ms=batch_wait_ms,
+            on_batch=on_batch,
+            on_drop=on_drop,
+            admission=admission,
         )
-
-    async def start(self) -> None:
-        await self._batcher.start()
-
-    async def stop(self) -> None:
-        """Stops the batch worker; waiting callers fail with a clear error. The engine stays open:
-        whoever opened it closes it."""
-        await self._batcher.stop()
-
-    def fail_queued(self, error: Exception) -> int:
-        """Fails the queries still waiting for a ``generate`` call (draining before a stop)."""
-        return self._batcher.fail_queued(error)
+        self.engine = engine
 
     async def link(self, query: LinkQuery) -> Matches:
         """The matches of one query, best first; unknown candidate ids raise

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from models.admission import Admission
-from models.batching import MicroBatcher, run_cancellable
+from models.batching import BatchedFacade, run_cancellable
 from models.similarity.encoder import EncodedText, TokenEncoder, TokenizedText
 from models.similarity.scoring import PairScore, Ranking, rank_candidates, score_pairs
 from models.timing import timed
@@ -98,7 +98,7 @@ class SimilarityEngine:
         )
 
 
-class AsyncSimilarityEngine:
+class AsyncSimilarityEngine(BatchedFacade[TokenizedText, EncodedText]):
     """The similarity engine for a server: concurrent callers share forward passes.
 
     Tokenizing runs in a worker thread (a text over the token limit, or with no tokens, raises
@@ -120,35 +120,23 @@ class AsyncSimilarityEngine:
         admission: Admission | None = None,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
-        self.engine = engine
-        self.workers = workers
-        self.admission = admission or Admission(budget=2**62, per_request=2**62, unit="tokens")
-        self._batcher: MicroBatcher[TokenizedText, EncodedText] = MicroBatcher(
+        super().__init__(
             engine.encoder.embed,
-            max_items=max_batch_texts,
-            max_wait_ms=batch_wait_ms,
-            on_batch=on_batch,
             name="encoder-batcher",
-            workers=workers,
-            on_drop=on_drop,
             stage="encode",
+            unit="tokens",
+            workers=workers,
+            max_items=max_batch_texts,
+            wait_ms=batch_wait_ms,
+            on_batch=on_batch,
+            on_drop=on_drop,
+            admission=admission,
         )
+        self.engine = engine
 
     @property
     def encoder(self) -> TokenEncoder:
         return self.engine.encoder
-
-    async def start(self) -> None:
-        """Starts the batch workers; call from the running event loop."""
-        await self._batcher.start()
-
-    async def stop(self) -> None:
-        """Stops the batch workers; waiting callers fail with a clear error."""
-        await self._batcher.stop()
-
-    def fail_queued(self, error: Exception) -> int:
-        """Fails the requests still waiting for a forward pass (draining before a stop)."""
-        return self._batcher.fail_queued(error)
 
     @asynccontextmanager
     async def _encoded(self, texts: Sequence[str], truncate: bool) -> AsyncIterator[list[EncodedText]]:
