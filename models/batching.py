@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from models.admission import Admission
+from models.admission import Admission, ShuttingDownError
 from models.timing import StageTimes, current_stage_times, record
 
 In = TypeVar("In")
@@ -86,14 +86,13 @@ class MicroBatcher(Generic[In, Out]):
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         self._workers = []
-        unfinished = list(self._taken)
-        while self._queue is not None and not self._queue.empty():
-            unfinished.append(self._queue.get_nowait())
+        shutting_down = ShuttingDownError()
+        self.fail_queued(shutting_down)
+        for job in self._taken:
+            if not job.future.done():
+                job.future.set_exception(shutting_down)
         self._queue = None
         self._taken.clear()
-        for job in unfinished:
-            if not job.future.done():
-                job.future.set_exception(RuntimeError("the server is shutting down"))
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True)
             self._executor = None

@@ -159,15 +159,25 @@ async def _on_http_error(_: Request, error: StarletteHTTPException) -> JSONRespo
     return JSONResponse(status_code=error.status_code, content=error_body(str(error.detail)), headers=error.headers)
 
 
-async def _on_overloaded(request: Request, error: OverloadedError) -> JSONResponse:
-    note_rejection(request.scope, "overloaded")
-    headers = {"Retry-After": str(error.retry_after)}
-    return JSONResponse(status_code=429, content=error_body(str(error)), headers=headers)
+def busy_refusal(error: OverloadedError | ShuttingDownError) -> tuple[int, str, list[tuple[str, str]]]:
+    """How the server answers when it cannot take work now: status, the reason ``/metrics`` counts,
+    and the ``Retry-After`` header (from the routes' handlers and from load shedding at the door)."""
+    if isinstance(error, OverloadedError):
+        return 429, "overloaded", [("retry-after", str(error.retry_after))]
+    return 503, "draining", [("retry-after", "1")]
 
 
-async def _on_shutting_down(request: Request, error: ShuttingDownError) -> JSONResponse:
-    note_rejection(request.scope, "draining")
-    return JSONResponse(status_code=503, content=error_body(str(error)), headers={"Retry-After": "1"})
+async def send_busy_refusal(scope: Scope, send: Send, error: OverloadedError | ShuttingDownError) -> None:
+    """:func:`busy_refusal` sent from ASGI middleware."""
+    status, reason, headers = busy_refusal(error)
+    note_rejection(scope, reason)
+    await send_error(send, status, str(error), headers=headers)
+
+
+async def _on_busy(request: Request, error: OverloadedError | ShuttingDownError) -> JSONResponse:
+    status, reason, headers = busy_refusal(error)
+    note_rejection(request.scope, reason)
+    return JSONResponse(status_code=status, content=error_body(str(error)), headers=dict(headers))
 
 
 async def _on_too_much_work(request: Request, error: TooMuchWorkError) -> JSONResponse:
@@ -183,6 +193,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_request_validation)
     app.add_exception_handler(FieldError, _on_field_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(OverloadedError, _on_overloaded)
-    app.add_exception_handler(ShuttingDownError, _on_shutting_down)
+    app.add_exception_handler(OverloadedError, _on_busy)
+    app.add_exception_handler(ShuttingDownError, _on_busy)
     app.add_exception_handler(TooMuchWorkError, _on_too_much_work)

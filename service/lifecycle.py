@@ -16,7 +16,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.admission import OverloadedError, ShuttingDownError
-from service.errors import entry, note_rejection, request_record, send_error
+from service.errors import entry, note_rejection, request_record, send_busy_refusal, send_error
 
 TIMEOUT_HEADER = "x-request-timeout"
 
@@ -118,12 +118,9 @@ class LoadShedding:
         runtime = getattr(scope["app"].state, "runtime", None) if name and scope["method"] == "POST" else None
         engine = getattr(runtime, name, None) if runtime is not None and name else None
         if engine is not None and engine.admission.closed:
-            note_rejection(scope, "draining")
-            await send_error(send, 503, str(ShuttingDownError()), headers=[("retry-after", "1")])
+            await send_busy_refusal(scope, send, ShuttingDownError())
             return
         if engine is not None and engine.admission.sheds():
-            note_rejection(scope, "overloaded")
-            error = OverloadedError(engine.admission.retry_after())
-            await send_error(send, 429, str(error), headers=[("retry-after", str(error.retry_after))])
+            await send_busy_refusal(scope, send, OverloadedError(engine.admission.retry_after()))
             return
         await self.app(scope, receive, send)
