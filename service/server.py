@@ -3,7 +3,7 @@
 On SIGTERM (or Ctrl-C) the runtime stops taking work at once (``/ready`` turns 503, new requests get
 503), uvicorn closes its listening socket and lets requests in flight finish; after
 ``SIMLINK_SHUTDOWN_GRACE_S`` what still waits in a queue is answered 503, and uvicorn exits once
-every connection is done (it cancels stragglers a little after the grace period).
+every connection is done (it cancels stragglers :data:`RUNNING_BATCH_MARGIN_S` after the grace period).
 """
 
 from __future__ import annotations
@@ -42,9 +42,14 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "port": settings.port,
         "log_level": settings.log_level,
         "access_log": settings.log_format == "text",  # the JSON access log is ours
-        "timeout_graceful_shutdown": settings.shutdown_grace_s + 2.0,
+        # queued work fails at the grace period; a batch already running cannot be interrupted, so
+        # uvicorn's hard stop leaves it time to finish
+        "timeout_graceful_shutdown": settings.shutdown_grace_s + RUNNING_BATCH_MARGIN_S,
     }
 
+
+RUNNING_BATCH_MARGIN_S = 30.0
+"""After the grace period, how long uvicorn still waits for requests whose batch is running."""
 
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
