@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from models.loader import load_encoder_model
 from models.similarity.encoder import TokenEncoder
@@ -106,5 +107,54 @@ def save_tiny_roberta(directory: Path) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     RobertaModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def save_tiny_seq2seq(kind: str, directory: Path, init_range: float = 0.02) -> Path:
+    """A tiny randomly initialised ``bert2bert``, ``t5`` or ``bart`` saved with the embedded BERT
+    tokenizer: enough to check that any Hugging Face seq2seq directory loads and decodes under the
+    trie (no download needed). A wider ``init_range`` gives peakier next-token distributions."""
+    from transformers import (
+        AutoTokenizer,
+        BartConfig,
+        BartForConditionalGeneration,
+        BertConfig,
+        EncoderDecoderConfig,
+        EncoderDecoderModel,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    from models.loader import embedded_model_dir
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    special = {"eos_token_id": tokenizer.sep_token_id, "pad_token_id": tokenizer.pad_token_id}
+    small = {"vocab_size": len(tokenizer), "initializer_range": init_range}
+    if kind == "bert2bert":
+        layers = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2}
+        config = EncoderDecoderConfig.from_encoder_decoder_configs(
+            BertConfig(**small, **layers), BertConfig(**small, **layers, is_decoder=True, add_cross_attention=True)
+        )
+        config.decoder_start_token_id = tokenizer.cls_token_id
+        config.update(special)
+        model = EncoderDecoderModel(config=config)
+        model.generation_config.update(decoder_start_token_id=tokenizer.cls_token_id, **special)
+    elif kind == "t5":
+        config = T5Config(
+            **small, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2,
+            decoder_start_token_id=tokenizer.pad_token_id, initializer_factor=init_range / 0.02, **special,
+        )  # fmt: skip
+        model = T5ForConditionalGeneration(config)
+    else:
+        config = BartConfig(
+            **small, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, bos_token_id=tokenizer.cls_token_id,
+            decoder_start_token_id=tokenizer.sep_token_id, init_std=init_range, **special,
+        )  # fmt: skip
+        model = BartForConditionalGeneration(config)
+        model.generation_config.forced_bos_token_id = tokenizer.cls_token_id  # as BART checkpoints do
+    model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

@@ -1,22 +1,38 @@
-"""Beam search constrained by a token trie, through transformers' ``prefix_allowed_tokens_fn``.
+"""Beam search constrained by a token trie, written for tries: one decoder pass per step for every
+live beam of a batch, and only the tokens the trie allows are ever scored.
 
-At each step the trie says which tokens may follow what a beam has written so far, so a
-finished beam is always a complete sequence of the trie. Two details make it total:
+It is the beam search of transformers' ``generate`` (``num_beams``, no length penalty,
+``early_stopping=True``) with ``prefix_allowed_tokens_fn``, minus its machinery:
 
-- a prefix with no continuation (a beam that fell off the trie) is offered only the end token,
-  since recent transformers raise on an empty allowed list; such a beam is dropped at the end;
-- every returned hypothesis is checked against its trie once more before it is returned.
+- the encoder runs once per input; the decoder keeps a key/value cache, reordered as beams
+  are chosen, so a step feeds one token per beam;
+- at each step each beam's allowed tokens come from the trie in one lookup, and all candidates
+  of the batch are scored with one gather (no mask over the vocabulary, no per-beam callback);
+- a batch item stops as soon as it holds ``num_beams`` finished names, and its beams leave the
+  decoder's batch; a step only ever runs real beams (``generate`` keeps ``num_beams`` rows per
+  item from the first step, some of them placeholders).
+
+Scores are sums of the model's (unconstrained) token log-probabilities, as ``generate``'s
+are: a finished name's score is its log-probability under the model. At each step an item
+keeps the best ``2 × num_beams`` candidates; those that end a name and rank in the first
+``num_beams`` join the finished set (the best ``num_beams`` are kept), the best ``num_beams``
+others continue. ``support.reference.transformers_beam_search`` is the ``generate`` path this
+is checked against: every name it returns is returned here with the same score, in the same
+order. It sometimes returns fewer: its placeholder beams (scored -1e9) can continue past an end
+token and take places in its finished set as duplicates, which are then dropped; here only real
+beams run, so such places hold the next real names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from models.linking import bert_decoder
 from models.linking.seq2seq import Seq2SeqModel
 
 
@@ -38,34 +54,144 @@ class Hypothesis:
 
 
 @dataclass
-class TrieConstraint:
-    """The ``prefix_allowed_tokens_fn`` for a batch whose row ``i`` is constrained by ``tries[i]``."""
+class _Item:
+    """The search state of one input: its trie, its finished names (best first, at most
+    ``num_beams``), and whether it is done."""
 
-    tries: Sequence[NextTokenSource]
-    prefix_length: int
-    end_token: int
+    trie: NextTokenSource
+    finished: list[Hypothesis] = field(default_factory=list)
+    done: bool = False
 
-    def __call__(self, batch_id: int, input_ids: torch.Tensor) -> Sequence[int]:
-        allowed = self.tries[batch_id].next_tokens(input_ids[self.prefix_length :].tolist())
-        if len(allowed) == 0:
-            return [self.end_token]
-        return torch.from_numpy(np.asarray(allowed, dtype=np.int64))
-
-
-def _finished(tokens: list[int], end_token: int) -> tuple[int, ...]:
-    """The tokens up to and including the first end token (beams are padded after it)."""
-    if end_token in tokens:
-        return tuple(tokens[: tokens.index(end_token) + 1])
-    return tuple(tokens)
+    def add_finished(self, found: list[Hypothesis], num_beams: int) -> None:
+        self.finished = sorted([*self.finished, *found], key=lambda hypothesis: -hypothesis.score)[:num_beams]
+        self.done = len(self.finished) >= num_beams
 
 
-def _greedy_log_probabilities(output: object, start: int, end_token: int) -> list[list[float]]:
-    """Sum of the model's (unconstrained) log-probabilities of each greedy sequence, up to its end token."""
-    chosen = output.sequences[:, start:]
-    log_probs = torch.log_softmax(torch.stack(output.logits, dim=1).float(), dim=-1)
-    token_scores = log_probs.gather(-1, chosen.unsqueeze(-1)).squeeze(-1)
-    after_end = (chosen == end_token).long().cumsum(dim=1) - (chosen == end_token).long() > 0
-    return token_scores.masked_fill(after_end, 0.0).sum(dim=1, keepdim=True).tolist()
+@dataclass
+class _Beams:
+    """The live beams of a batch, one decoder row each, grouped by item in item order."""
+
+    items: list[int]
+    tokens: list[list[int]]
+    scores: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class DecoderSteps(Protocol):
+    """A decoder stepped one token per beam: ``items[r]`` is the input row ``r`` decodes,
+    ``parents[r]`` the previous step's row it continues (None at the first step); returns the
+    next-token log-probabilities ``[rows, vocabulary]``."""
+
+    def step(self, items: list[int], parents: list[int] | None, inputs: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class _TransformersDecoder:
+    """Any seq2seq model's decoder through its own forward pass, over its key/value cache."""
+
+    network: Any
+    encoder_states: torch.Tensor
+    encoder_mask: torch.Tensor
+    cache: Any = None
+
+    def step(self, items: list[int], parents: list[int] | None, inputs: torch.Tensor) -> torch.Tensor:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        if parents is not None:
+            self.cache.reorder_cache(torch.tensor(parents, dtype=torch.long))
+        rows = torch.tensor(items, dtype=torch.long)
+        output = self.network(
+            encoder_outputs=BaseModelOutput(last_hidden_state=self.encoder_states.index_select(0, rows)),
+            attention_mask=self.encoder_mask.index_select(0, rows),
+            decoder_input_ids=inputs,
+            cache=self.cache,
+            use_cache=True,
+            return_dict=True,
+        )
+        self.cache = output.cache
+        return torch.log_softmax(output.logits[:, -1, :].float(), dim=-1)
+
+
+def decoder_steps(network: Any, encoder_states: torch.Tensor, encoder_mask: torch.Tensor) -> DecoderSteps:
+    """The fused bert2bert decoder (:mod:`models.linking.bert_decoder`) where the model is one,
+    else the model's own forward pass."""
+    if bert_decoder.supports(network):
+        return bert_decoder.BertDecoderSteps(network, encoder_states, encoder_mask)
+    return _TransformersDecoder(network, encoder_states, encoder_mask)
+
+
+def _decoder_prefix(model: Seq2SeqModel) -> list[int]:
+    """The tokens every decoded sequence starts with: the decoder's start token, and a forced BOS
+    (BART) whose step ``generate`` scores 0, as feeding it here does."""
+    config, generation_config = model.model.config, model.model.generation_config
+    start = generation_config.decoder_start_token_id
+    if start is None:
+        start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        raise ValueError(f"model {model.name} has no decoder start token id")
+    forced = generation_config.forced_bos_token_id
+    return [int(start)] if forced is None else [int(start), int(forced)]
+
+
+def _allowed(beams: _Beams, items: list[_Item], end_token: int) -> list[np.ndarray]:
+    """Each beam's next tokens from its item's trie; a prefix with no continuation (not reachable
+    from a real beam) is offered the end token only, and dropped at the end."""
+    allowed = []
+    for item, tokens in zip(beams.items, beams.tokens, strict=True):
+        found = items[item].trie.next_tokens(tokens)
+        allowed.append(found if len(found) else np.array([end_token]))
+    return allowed
+
+
+def _choose(
+    beams: _Beams,
+    log_probs: torch.Tensor,
+    items: list[_Item],
+    num_beams: int,
+    end_token: int,
+    last_step: bool,
+) -> tuple[_Beams, list[int]]:
+    """One step's selection: every allowed continuation of every beam is scored by one gather;
+    per item the best ``2 × num_beams`` are split into finished names and the next beams.
+    Returns the next beams and, for each, the row it continues."""
+    allowed = _allowed(beams, items, end_token)
+    counts = np.fromiter((len(tokens) for tokens in allowed), dtype=np.int64, count=len(allowed))
+    rows = np.repeat(np.arange(len(beams)), counts)
+    tokens = np.concatenate(allowed).astype(np.int64)
+    row_index, token_index = torch.from_numpy(rows), torch.from_numpy(tokens)
+    scores = beams.scores[row_index] + log_probs[row_index, token_index]
+    ends = np.cumsum(counts)
+    row_ends = np.cumsum(np.bincount(beams.items, minlength=len(items)))
+    next_items, next_tokens, next_scores, parents = [], [], [], []
+    row_start = 0
+    for item_id, row_end in enumerate(row_ends):
+        if row_end == row_start:
+            continue
+        low = int(ends[row_start - 1]) if row_start else 0
+        high = int(ends[row_end - 1])
+        row_start = int(row_end)
+        top_scores, top = torch.topk(scores[low:high], k=min(2 * num_beams, high - low))
+        finished, kept = [], 0
+        for rank, (position, score) in enumerate(zip((top + low).tolist(), top_scores.tolist(), strict=True)):
+            row, token = int(rows[position]), int(tokens[position])
+            if token == end_token or last_step:
+                if rank < num_beams:
+                    finished.append(Hypothesis((*beams.tokens[row], token), score))
+            elif kept < num_beams:
+                kept += 1
+                next_items.append(item_id)
+                next_tokens.append([*beams.tokens[row], token])
+                next_scores.append(score)
+                parents.append(row)
+        item = items[item_id]
+        item.add_finished(finished, num_beams)
+        if item.done or kept == 0:
+            item.done = True
+            del next_items[len(next_items) - kept :], next_tokens[len(next_tokens) - kept :]
+            del next_scores[len(next_scores) - kept :], parents[len(parents) - kept :]
+    return _Beams(next_items, next_tokens, torch.tensor(next_scores, dtype=torch.float32)), parents
 
 
 def constrained_beam_search(
@@ -78,45 +204,29 @@ def constrained_beam_search(
 ) -> list[list[Hypothesis]]:
     """Up to ``num_beams`` hypotheses per input, best first, each a complete sequence of its trie.
 
-    One ``generate`` call serves the whole batch; ``inputs[i]`` is constrained by ``tries[i]``.
-    Scores are sums of token log-probabilities (no length normalisation).
+    One encoder pass serves the batch and each step one decoder pass serves every live beam;
+    ``inputs[i]`` is constrained by ``tries[i]``. ``max_new_tokens`` counts the decoded tokens
+    after the start token (a forced BOS included), as ``generate`` counts them.
     """
-    tokenizer = model.tokenizer
     end_token = model.tokens.special_tokens.end
-    prefix_length = model.decoder_prefix_length
-    encoded = tokenizer(list(inputs), padding=True, truncation=True, max_length=max_input_tokens, return_tensors="pt")
-    constraint = TrieConstraint(tries, prefix_length, end_token)
-    beam_options = {"length_penalty": 0.0, "early_stopping": True} if num_beams > 1 else {"output_logits": True}
+    prefix = _decoder_prefix(model)
+    encoded = model.tokenizer(
+        list(inputs), padding=True, truncation=True, max_length=max_input_tokens, return_tensors="pt"
+    )
+    items = [_Item(trie) for trie in tries]
+    steps = max_new_tokens - (len(prefix) - 1)
     with torch.inference_mode():
-        output = model.model.generate(
-            input_ids=encoded["input_ids"],
-            attention_mask=encoded["attention_mask"],
-            num_beams=num_beams,
-            num_return_sequences=num_beams,
-            max_new_tokens=max_new_tokens,
-            prefix_allowed_tokens_fn=constraint,
-            do_sample=False,
-            min_length=0,  # a model's own generation settings must not block the end of a name
-            no_repeat_ngram_size=0,
-            repetition_penalty=1.0,
-            return_dict_in_generate=True,
-            output_scores=num_beams > 1,  # sequence scores of beam search come with them
-            **beam_options,
-        )
-    generated = output.sequences[:, prefix_length:]
-    sequences = generated.view(len(inputs), num_beams, -1).tolist()
-    if num_beams > 1:
-        scores = output.sequences_scores.view(len(inputs), num_beams).tolist()
-    else:
-        scores = _greedy_log_probabilities(output, output.sequences.shape[1] - len(output.logits), end_token)
-    results: list[list[Hypothesis]] = []
-    for row, trie in enumerate(tries):
-        seen: set[tuple[int, ...]] = set()
-        hypotheses = []
-        for tokens, score in zip(sequences[row], scores[row], strict=True):
-            finished = _finished(tokens, end_token)
-            if finished in trie and finished not in seen:
-                seen.add(finished)
-                hypotheses.append(Hypothesis(finished, float(score)))
-        results.append(sorted(hypotheses, key=lambda hypothesis: -hypothesis.score))
-    return results
+        encoder_states = model.model.get_encoder()(
+            input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], return_dict=True
+        ).last_hidden_state
+        decoder = decoder_steps(model.model, encoder_states, encoded["attention_mask"])
+        beams = _Beams(list(range(len(items))), [[] for _ in items], torch.zeros(len(items)))
+        step_inputs = torch.tensor([prefix] * len(items), dtype=torch.long)
+        parents: list[int] | None = None
+        for step in range(steps):
+            if not len(beams):
+                break
+            log_probs = decoder.step(beams.items, parents, step_inputs)
+            beams, parents = _choose(beams, log_probs, items, num_beams, end_token, last_step=step == steps - 1)
+            step_inputs = torch.tensor([[tokens[-1]] for tokens in beams.tokens], dtype=torch.long)
+    return [[hypothesis for hypothesis in item.finished if hypothesis.tokens in item.trie] for item in items]

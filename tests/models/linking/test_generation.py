@@ -1,17 +1,56 @@
-"""Trie-constrained beam search: a finished beam is always a complete sequence of its trie."""
+"""Trie-constrained beam search: a finished beam is always a complete sequence of its trie, and
+our search returns what transformers' ``generate`` returns (same names, same scores)."""
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from index.trie import TokenTrie
 from models.linking.engine import LinkingEngine
-from models.linking.generation import TrieConstraint, constrained_beam_search
-from models.linking.seq2seq import Seq2SeqModel
+from models.linking.generation import Hypothesis, constrained_beam_search
+from models.linking.seq2seq import Seq2SeqModel, load_seq2seq_model
+from support.reference import TrieConstraint, search_agreement, transformers_beam_search
+from tests.conftest import save_tiny_seq2seq
+
+WORDS = [
+    "river",
+    "stone",
+    "light",
+    "north",
+    "house",
+    "paper",
+    "garden",
+    "silver",
+    "music",
+    "ocean",
+    "winter",
+    "market",
+    "bridge",
+    "forest",
+    "letter",
+    "station",
+    "engine",
+    "window",
+    "valley",
+    "castle",
+    "mirror",
+    "planet",
+    "harbor",
+    "island",
+    "theatre",
+    "museum",
+    "tower",
+    "village",
+    "desert",
+]
 
 
-def test_an_empty_allowed_set_offers_only_the_end_token() -> None:
+def test_reference_constraint_offers_only_the_end_token_off_the_trie() -> None:
     constraint = TrieConstraint([TokenTrie.build([[5, 6]])], prefix_length=1, end_token=102)
     assert list(constraint(0, torch.tensor([101, 5]))) == [6]
     assert list(constraint(0, torch.tensor([101, 7]))) == [102]  # fell off the trie
@@ -27,3 +66,88 @@ def test_dead_end_trie_does_not_crash_and_returns_nothing_invalid(engine: Linkin
     assert found[0] == []
     assert [list(h.tokens) for h in found[1]] == [[*names[0], model.tokens.special_tokens.end]]
     assert np.isfinite(found[1][0].score)
+
+
+def _names(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    names: dict[str, None] = {}
+    while len(names) < count:
+        names[" ".join(rng.choices(WORDS, k=rng.randint(1, 3)))] = None
+    return list(names)
+
+
+def _assert_agree(ours: list[list[Hypothesis]], reference: list[list[Hypothesis]]) -> None:
+    """Every name generate returns is ours too, in the same order and with the same score (ours may
+    hold more, see ``SearchAgreement``), and the best name is the same."""
+    agreement = search_agreement(ours, reference)
+    assert agreement.contained == agreement.inputs
+    assert agreement.largest_score_difference <= 1e-4
+    assert [found[0].tokens for found in ours] == [found[0].tokens for found in reference]
+
+
+@pytest.mark.parametrize(("kind", "inputs"), [("bert2bert", 200), ("t5", 50), ("bart", 50)])
+def test_same_names_and_scores_as_transformers_generate(kind: str, inputs: int, tmp_path: Path) -> None:
+    """Inputs in batches of 25 over a trie of 400 names: the same top names, scores within 1e-4."""
+    model = load_seq2seq_model(str(save_tiny_seq2seq(kind, tmp_path / kind, init_range=0.5)))
+    end = model.tokens.special_tokens.end
+    trie = TokenTrie.build([*tokens, end] for tokens in model.tokens.encode_names(_names(400, seed=1)))
+    longest = 3 * 3 + 1  # words of at most 3 pieces, at most 3 words, then the end token
+    texts = [" ".join(words) for words in (random.Random(seed).choices(WORDS, k=5) for seed in range(inputs))]
+    for start in range(0, len(texts), 25):
+        batch = texts[start : start + 25]
+        tries = [trie] * len(batch)
+        ours = constrained_beam_search(model, batch, tries, num_beams=5, max_new_tokens=longest + 1)
+        reference = transformers_beam_search(model, batch, tries, num_beams=5, max_new_tokens=longest + 1)
+        assert all(found for found in ours)
+        _assert_agree(ours, reference)
+
+
+def test_trained_linker_agrees_with_generate_and_scores_are_log_probabilities(engine: LinkingEngine) -> None:
+    model = engine.model
+    texts = ["Who founded Paris?", "Python is a language", "capital of France", "Marie Curie was born where?"]
+    tries = [engine.index.entity_trie] * len(texts)
+    ours = constrained_beam_search(model, texts, tries, num_beams=3, max_new_tokens=12)
+    _assert_agree(ours, transformers_beam_search(model, texts, tries, num_beams=3, max_new_tokens=12))
+    best = ours[0][0]  # its score is the sum of its tokens' log-probabilities, by teacher forcing
+    encoded = model.tokenizer(texts[:1], return_tensors="pt")
+    decoder_inputs = torch.tensor([[model.model.config.decoder_start_token_id, *best.tokens[:-1]]])
+    with torch.inference_mode():
+        logits = model.model(**encoded, decoder_input_ids=decoder_inputs).logits[0]
+    log_probs = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(best.tokens)[:, None])
+    assert float(log_probs.sum()) == pytest.approx(best.score, abs=1e-4)
+
+
+def test_each_input_keeps_to_its_own_trie(engine: LinkingEngine) -> None:
+    model = engine.model
+    end = model.tokens.special_tokens.end
+    names = [["paris", "france"], ["japan"], ["python", "marie curie", "tokyo"]]
+    tries = [TokenTrie.build([*tokens, end] for tokens in model.tokens.encode_names(group)) for group in names]
+    found = constrained_beam_search(model, ["paris"] * 3, tries, num_beams=4, max_new_tokens=8)
+    for group, trie, hypotheses in zip(names, tries, found, strict=True):
+        assert 1 <= len(hypotheses) <= len(group)
+        assert all(h.tokens in trie for h in hypotheses)
+        assert [h.score for h in hypotheses] == sorted((h.score for h in hypotheses), reverse=True)
+
+
+def test_the_fused_bert_decoder_gives_the_models_own_log_probabilities(tmp_path: Path) -> None:
+    from models.linking import bert_decoder
+    from models.linking.generation import decoder_steps
+
+    model = load_seq2seq_model(str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5)))
+    assert bert_decoder.supports(model.model)
+    assert not bert_decoder.supports(load_seq2seq_model(str(save_tiny_seq2seq("t5", tmp_path / "t5"))).model)
+    encoded = model.tokenizer(["river stone", "a longer input with padding"], padding=True, return_tensors="pt")
+    start = model.model.config.decoder_start_token_id
+    steps = [([0, 1], None, [[start], [start]]), ([0, 0, 1], [0, 0, 1], [[2000], [2001], [2002]])]
+    with torch.inference_mode():
+        states = model.model.get_encoder()(**encoded).last_hidden_state
+        fused = decoder_steps(model.model, states, encoded["attention_mask"])
+        for items, parents, tokens in steps:
+            log_probs = fused.step(items, parents, torch.tensor(tokens))
+        # the same three sequences through the model's own forward pass, without any cache
+        full = model.model(
+            input_ids=encoded["input_ids"][[0, 0, 1]],
+            attention_mask=encoded["attention_mask"][[0, 0, 1]],
+            decoder_input_ids=torch.tensor([[start, 2000], [start, 2001], [start, 2002]]),
+        ).logits[:, -1]
+    assert torch.allclose(log_probs, torch.log_softmax(full.float(), -1), atol=1e-4)

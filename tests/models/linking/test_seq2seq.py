@@ -9,7 +9,7 @@ import pytest
 
 from models.linking.seq2seq import LINKING_TOKENS, format_input, load_linking_tokenizer, load_seq2seq_model
 from models.loader import ModelLoadError
-from tests.conftest import TinyLinker
+from tests.conftest import TinyLinker, save_tiny_seq2seq
 
 
 def test_embedded_default_is_a_warm_started_bert2bert() -> None:
@@ -44,63 +44,13 @@ def test_missing_model_directory_is_named(tmp_path: Path) -> None:
         load_seq2seq_model(str(tmp_path))
 
 
-def _tiny_random_model(kind: str, directory: Path) -> Path:
-    """A tiny randomly initialised T5 or BART saved with the embedded BERT tokenizer: enough to check
-    that any Hugging Face seq2seq directory loads and decodes under the trie (no download needed)."""
-    from transformers import (
-        AutoTokenizer,
-        BartConfig,
-        BartForConditionalGeneration,
-        T5Config,
-        T5ForConditionalGeneration,
-    )
-
-    from models.loader import embedded_model_dir
-
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
-    vocab = len(tokenizer)
-    if kind == "t5":
-        config = T5Config(
-            vocab_size=vocab,
-            d_model=32,
-            d_kv=8,
-            d_ff=64,
-            num_layers=1,
-            num_heads=2,
-            decoder_start_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.sep_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        model = T5ForConditionalGeneration(config)
-    else:
-        config = BartConfig(
-            vocab_size=vocab,
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            bos_token_id=tokenizer.cls_token_id,
-            eos_token_id=tokenizer.sep_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            decoder_start_token_id=tokenizer.sep_token_id,
-        )
-        model = BartForConditionalGeneration(config)
-        model.generation_config.forced_bos_token_id = tokenizer.cls_token_id  # as BART checkpoints do
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 @pytest.mark.parametrize("kind", ["t5", "bart"])
 def test_any_seq2seq_directory_links_within_the_trie(kind: str, tmp_path: Path) -> None:
     from index.builder import KbSources, build_index
     from models.linking.engine import LinkingEngine, LinkQuery
     from tests.conftest import write_tiny_kb
 
-    model = load_seq2seq_model(str(_tiny_random_model(kind, tmp_path / kind)))
+    model = load_seq2seq_model(str(save_tiny_seq2seq(kind, tmp_path / kind)))
     assert model.decoder_prefix_length == (2 if kind == "bart" else 1)  # BART forces a BOS after the start
     entities, facts = write_tiny_kb(tmp_path / "kb")
     build_index(KbSources(entities, facts), tmp_path / "index", model.tokens)
