@@ -204,9 +204,31 @@ def check_stop(stop: threading.Event | None) -> None:
         raise WorkCancelledError("the caller has gone")
 
 
+def with_threads(process: Callable[[list[In]], list[Out]], threads: int | None) -> Callable[[list[In]], list[Out]]:
+    """``process``, run with ``threads`` CPU threads per forward pass in whichever thread calls it.
+
+    torch's thread count (OpenMP's) belongs to the calling thread once that thread has run a
+    parallel op, so each batch worker sets its own before each batch: the linker's worker can
+    use every core while the encoder's workers use one each. Setting it also moves the default
+    that threads not yet started inherit, which is why every worker sets its own each time.
+    """
+    if threads is None:
+        return process
+
+    def run(items: list[In]) -> list[Out]:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return process(items)
+
+    return run
+
+
 class BatchedFacade(Generic[In, Out]):
     """What an engine's async façade shares: a :class:`MicroBatcher` over ``process`` and an
     :class:`~models.admission.Admission` of the façade's cost unit (unlimited when none is given).
+    ``threads`` is the CPU threads each batch's forward pass uses (None: whatever torch has).
     Subclasses add the calls that tokenize, admit, submit and convert."""
 
     def __init__(
@@ -222,11 +244,13 @@ class BatchedFacade(Generic[In, Out]):
         on_batch: Callable[[int], None] | None = None,
         on_drop: Callable[[int], None] | None = None,
         admission: Admission | None = None,
+        threads: int | None = None,
     ) -> None:
         self.workers = workers
+        self.threads = threads
         self.admission = admission or Admission.unlimited(unit)
         self._batcher: MicroBatcher[In, Out] = MicroBatcher(
-            process,
+            with_threads(process, threads),
             max_items=max_items,
             max_wait_ms=wait_ms,
             on_batch=on_batch,

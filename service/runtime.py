@@ -146,12 +146,13 @@ def encoder_workers(settings: Settings, encoder: TokenEncoder) -> int:
 def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     """Builds the encoder (see :func:`build_encoder`) and the linker (see :func:`build_linker`),
     warms the encoder up and wraps both in their async façades. Unless ``torch_threads`` is set,
-    the cores are shared out among the server processes and their encoder workers (torch's thread
-    count is one per process, so the linker uses the same)."""
+    the cores are shared out among the server processes and their encoder workers; the linker, which
+    runs one batch at a time, gets every core of its process (``link_threads`` overrides it)."""
     keep_helpers_on_one_thread()
     encoder = build_encoder(settings)
     workers = encoder_workers(settings, encoder)
-    set_torch_threads(settings.torch_threads or threads_per_worker(settings.workers * workers))
+    encoder_threads = settings.torch_threads or threads_per_worker(settings.workers * workers)
+    set_torch_threads(encoder_threads)
     encoder.warm_up()
     logger.info("encoder ready: %s", encoder.loaded.describe())
     similarity = AsyncSimilarityEngine(
@@ -164,6 +165,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             Admission(settings.queue_budget_tokens, settings.max_request_tokens, "tokens"), metrics, "encoder"
         ),
         on_drop=metrics.dropped.labels("encoder").inc,
+        threads=encoder_threads,
     )
     linker = build_linker(settings)
     async_linker = None
@@ -178,6 +180,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
                 Admission(settings.link_queue_budget_beams, settings.max_beams, "beams"), metrics, "linker"
             ),
             on_drop=metrics.dropped.labels("linker").inc,
+            threads=settings.link_threads or threads_per_worker(settings.workers),
         )
     freeze_startup_objects()
     return Runtime(settings=settings, similarity=similarity, metrics=metrics, linker=async_linker)

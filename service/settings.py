@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     max_link_input_tokens: int = Field(256, ge=8, description="Linker input tokens kept (longer inputs are cut).")
     max_beams: int = Field(20, ge=1, description="Largest num_beams a /link-entity request may ask for.")
     max_link_candidates: int = Field(1000, ge=1, description="Most candidate ids in one /link-entity request.")
+    link_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads of the linker's forward passes (default: every core this server process "
+        "has; the linker runs one batch at a time).",
+    )
     link_batch_max: int = Field(16, ge=1, description="Most /link-entity requests merged into one generate call.")
 
     data_dir: Path | None = Field(None, description="Folder of evaluation data sets (e.g. ../shared/data).")

@@ -189,6 +189,7 @@ class AsyncLinkingEngine(BatchedFacade[LinkQuery, Matches]):
         on_batch: Callable[[int], None] | None = None,
         admission: Admission | None = None,
         on_drop: Callable[[int], None] | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(
             engine.link,
@@ -200,6 +201,7 @@ class AsyncLinkingEngine(BatchedFacade[LinkQuery, Matches]):
             on_batch=on_batch,
             on_drop=on_drop,
             admission=admission,
+            threads=threads,
         )
         self.engine = engine
 

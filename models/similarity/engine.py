@@ -119,6 +119,7 @@ class AsyncSimilarityEngine(BatchedFacade[TokenizedText, EncodedText]):
         on_batch: Callable[[int], None] | None = None,
         admission: Admission | None = None,
         on_drop: Callable[[int], None] | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__(
             engine.encoder.embed,
@@ -131,6 +132,7 @@ class AsyncSimilarityEngine(BatchedFacade[TokenizedText, EncodedText]):
             on_batch=on_batch,
             on_drop=on_drop,
             admission=admission,
+            threads=threads,
         )
         self.engine = engine
 

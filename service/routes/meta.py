@@ -87,7 +87,7 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
             "encoder_batch_tokens": settings.encoder_batch_tokens,
             "packing": encoder.packing,
             "encoder_workers": runtime.similarity.workers,
-            "torch_threads": torch_threads(),
+            "torch_threads": runtime.similarity.threads or torch_threads(),
             "batch_max_texts": settings.batch_max_texts,
             "batch_wait_ms": settings.batch_wait_ms,
         },
@@ -102,6 +102,7 @@ def _linker_info(runtime: Runtime) -> dict[str, Any] | None:
     settings = runtime.settings
     return {
         **runtime.linker.engine.describe(),
+        "threads": runtime.linker.threads,
         "limits": {
             "max_beams": settings.max_beams,
             "max_link_chars": settings.max_link_chars,

@@ -117,3 +117,37 @@ def test_stopping_fails_the_requests_of_a_running_batch_and_refuses_new_ones() -
             await batcher.submit([2])
 
     run(scenario())
+
+
+def test_each_facade_runs_its_batches_with_its_own_thread_count() -> None:
+    """The linker's worker may use two threads while the encoder's uses one, side by side."""
+    import torch
+
+    from models.batching import BatchedFacade
+
+    seen: dict[str, list[int]] = {"one": [], "two": []}
+
+    def recorder(name: str):
+        def process(items: list[int]) -> list[int]:
+            torch.ones(64, 64) @ torch.ones(64, 64)  # a parallel op: the thread's own count is in use
+            seen[name].append(torch.get_num_threads())
+            return items
+
+        return process
+
+    async def scenario() -> None:
+        one = BatchedFacade(recorder("one"), name="one", stage="s", unit="u", threads=1)
+        two = BatchedFacade(recorder("two"), name="two", stage="s", unit="u", threads=2)
+        await one.start()
+        await two.start()
+        for _ in range(5):
+            await asyncio.gather(one._batcher.submit([1]), two._batcher.submit([2]))
+        await one.stop()
+        await two.stop()
+
+    before = torch.get_num_threads()
+    try:
+        run(scenario())
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"one": [1] * 5, "two": [2] * 5}

@@ -16,6 +16,15 @@ def test_info_lists_the_tables_methods_and_the_linker(client: Client) -> None:
     assert info["limits"]["max_pairs"] == 4 and info["batching"]["packing"] is True
 
 
+def test_the_linker_gets_every_core_and_the_encoder_workers_share_them(client: Client) -> None:
+    from service.runtime import threads_per_worker
+
+    info = client.get("/info").json()
+    batching = info["batching"]
+    assert info["linker"]["threads"] == threads_per_worker(1)
+    assert batching["torch_threads"] == threads_per_worker(batching["encoder_workers"])
+
+
 def test_health_and_metrics_count_what_was_served(client: Client) -> None:
     health, _, metrics = client.send(
         [
