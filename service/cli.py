@@ -289,11 +289,23 @@ def train(
     model: LinkModelOption = "embedded",
     epochs: Annotated[float, typer.Option(help="Passes over the examples.")] = 3.0,
     minutes: Annotated[Optional[float], typer.Option(help="Time budget; stops (and checkpoints) when spent.")] = None,
+    max_steps: Annotated[
+        Optional[int],
+        typer.Option(help="Stop after this many steps, keeping the learning-rate schedule of --epochs.", min=1),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-4,
     seed: Annotated[int, typer.Option(help="Seed for the split, the order and the initialisation.")] = 0,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast on CPU.")] = True,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint if there is one.")] = False,
+    decoder_layers: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Keep only the first N decoder layers (bert2bert): faster generation, see the README's "
+            "linking latency figures.",
+            min=1,
+        ),
+    ] = None,
     threads: ThreadsOption = None,
 ) -> None:
     """Fine-tune the seq2seq linker on a knowledge base (and labelled data, if any)."""
@@ -306,11 +318,17 @@ def train(
     set_torch_threads(threads)
     try:
         examples = examples_from_files(entities, facts, labelled, seed)
-        seq2seq = load_for_training(model, out, resume, seed)
+        seq2seq = load_for_training(model, out, resume, seed, decoder_layers)
     except (KbFormatError, ModelLoadError, ValueError) as error:
         raise _fail(str(error)) from error
     config = TrainConfig(
-        epochs=epochs, max_minutes=minutes, batch_size=batch_size, learning_rate=learning_rate, seed=seed, bf16=bf16
+        epochs=epochs,
+        max_minutes=minutes,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        bf16=bf16,
     )
     typer.echo(
         f"{len(examples)} examples; training {seq2seq.name} ({seq2seq.loaded.parameter_count / 1e6:.1f}M "

@@ -170,6 +170,26 @@ def _resize_embeddings(model: Any, size: int) -> None:
         model.resize_token_embeddings(size, mean_resizing=False)
 
 
+def shorten_decoder(model: Seq2SeqModel, layers: int) -> None:
+    """Keeps the first ``layers`` layers of a bert2bert decoder (deep encoder, shallow decoder: a
+    generation step costs about one decoder layer's work per layer kept, the encoder runs once).
+
+    The kept layers keep their weights, so a warm start stays a warm start; the saved config
+    records the new depth. Raises ``ValueError`` for other architectures or an impossible depth.
+    """
+    from transformers import EncoderDecoderModel
+
+    network = model.model
+    if not isinstance(network, EncoderDecoderModel) or not hasattr(network.decoder, "bert"):
+        raise ValueError(f"a shorter decoder needs a bert2bert model; {model.name} is {type(network).__name__}")
+    stack = network.decoder.bert.encoder.layer
+    if not 1 <= layers <= len(stack):
+        raise ValueError(f"decoder layers must be between 1 and {len(stack)}, got {layers}")
+    network.decoder.bert.encoder.layer = stack[:layers]
+    network.decoder.config.num_hidden_layers = layers
+    network.config.decoder.num_hidden_layers = layers
+
+
 def load_seq2seq_model(model: str | None = None, dtype: DType = "fp32") -> Seq2SeqModel:
     """Loads the seq2seq linker: ``None``/``"embedded"`` warm-starts bert2bert from the embedded MiniLM.
 

@@ -24,7 +24,7 @@ import torch
 
 from index.trie import TokenTrie
 from models.linking.generation import constrained_beam_search
-from models.linking.seq2seq import Seq2SeqModel, load_seq2seq_model
+from models.linking.seq2seq import Seq2SeqModel, load_seq2seq_model, shorten_decoder
 from models.linking.training_data import Example, target_ids
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class TrainConfig:
 
     epochs: float = 3.0
     max_minutes: float | None = None
+    max_steps: int | None = None  # stops early with the schedule of ``epochs`` (compare models at equal steps)
     batch_size: int = 16
     learning_rate: float = 1e-4
     warmup_steps: int = 50
@@ -131,13 +132,19 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return None
 
 
-def load_for_training(model: str | None, out_dir: Path, resume: bool, seed: int = 0) -> Seq2SeqModel:
+def load_for_training(
+    model: str | None, out_dir: Path, resume: bool, seed: int = 0, decoder_layers: int | None = None
+) -> Seq2SeqModel:
     """The model a run starts from: ``model`` (seeded first, since a warm start draws new
-    cross-attention weights), or with ``resume`` the latest checkpoint under ``out_dir``
-    (``ValueError`` if there is none)."""
+    cross-attention weights), cut to its first ``decoder_layers`` decoder layers if given, or with
+    ``resume`` the latest checkpoint under ``out_dir`` (``ValueError`` if there is none; a
+    checkpoint keeps the depth it was saved with)."""
     torch.manual_seed(seed)
     if not resume:
-        return load_seq2seq_model(model)
+        loaded = load_seq2seq_model(model)
+        if decoder_layers is not None:
+            shorten_decoder(loaded, decoder_layers)
+        return loaded
     checkpoint = latest_checkpoint(out_dir)
     if checkpoint is None:
         raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
@@ -259,6 +266,9 @@ def train(
             on_step(step, total_steps, last_loss)
         if config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60:
             stopped_by = "time budget"
+            break
+        if config.max_steps is not None and step >= config.max_steps:
+            stopped_by = "step budget"
             break
         if step % config.checkpoint_every == 0:
             _save_checkpoint(out_dir, model, optimizer, step, fingerprint)

@@ -110,3 +110,24 @@ def test_labelled_rows_in_every_accepted_form(tmp_path: Path) -> None:
         ("kbqa", "Japan", "currency"),
         ("kbqa", "Japan", "capital"),
     ]
+
+
+def test_a_shorter_decoder_keeps_its_first_layers_and_saves_its_depth(tmp_path: Path) -> None:
+    from models.linking.trainer import load_for_training
+    from tests.conftest import save_tiny_seq2seq
+
+    source = save_tiny_seq2seq("bert2bert", tmp_path / "deep")  # two decoder layers
+    full = load_seq2seq_model(str(source))
+    model = load_for_training(str(source), tmp_path / "out", resume=False, decoder_layers=1)
+    (kept,) = model.model.decoder.bert.encoder.layer
+    assert torch.equal(kept.output.dense.weight, full.model.decoder.bert.encoder.layer[0].output.dense.weight)
+    model.model.save_pretrained(tmp_path / "shallow")
+    model.tokenizer.save_pretrained(tmp_path / "shallow")
+    reloaded = load_seq2seq_model(str(tmp_path / "shallow"))
+    assert len(reloaded.model.decoder.bert.encoder.layer) == 1
+    assert len(reloaded.model.encoder.encoder.layer) == 2  # the encoder keeps its depth
+    for impossible in (0, 3):
+        with pytest.raises(ValueError, match="between 1 and 2"):
+            load_for_training(str(source), tmp_path / "out", resume=False, decoder_layers=impossible)
+    with pytest.raises(ValueError, match="bert2bert"):
+        load_for_training(str(save_tiny_seq2seq("t5", tmp_path / "t5")), tmp_path / "out", False, decoder_layers=1)
