@@ -1,33 +1,54 @@
-"""/link-entity latency on a 1M-name index: constrained vs unconstrained beam search, same model, same inputs.
+"""/link-entity latency on a 1M-name index, beside transformers' ``generate`` of the same model.
 
 Builds a real index of ``--names`` entity names (the LC-QuAD KB's names, then synthetic names
-made of their words), starts a real ``simlink serve`` on it and times POST /link-entity one
-question at a time (LC-QuAD dev questions). In-process, with the same model and questions, it
-then times ``generate`` with the trie constraint and without any constraint, and the time spent
-inside the constraint function itself.
+made of their words) and starts a real ``simlink serve`` on it with the default settings. Then,
+in alternating rounds (this machine's speed drifts), one LC-QuAD dev question at a time:
 
-    python -m bench.link_latency --model runs/lcquad-model [--names 1000000] [--questions 100]
+- POST /link-entity over HTTP (beam 5, default request fields);
+- our trie-constrained beam search in process (``LinkingEngine.link``), with the time spent in
+  trie lookups recorded (the constraint's overhead);
+- ``generate`` with ``prefix_allowed_tokens_fn`` (the previous path) in process;
+- unconstrained ``generate`` in process: **the reference**, the ratio's denominator.
+
+It checks that our search and ``generate`` return the same names with scores within 1e-4 on
+``--check`` questions, and measures 16 concurrent clients against 1 over HTTP.
+
+    python -m bench.link_latency --model runs/lcquad-model [--names 1000000] [--questions 100] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 
 from bench.common import data_dir, print_table
+from bench.load_client import post_all, prepare_post
 from evaluation.lcquad import read_lcquad
 from index.builder import KbSources, build_index
-from models.linking import generation
+from index.trie import TokenTrie
 from models.linking.engine import LinkingEngine, LinkQuery
-from models.linking.seq2seq import format_input, load_seq2seq_model
-from support.server import running_server
+from models.linking.generation import constrained_beam_search
+from models.linking.seq2seq import Seq2SeqModel, format_input, load_seq2seq_model
+from support.reference import search_agreement, transformers_beam_search
+from support.server import live_server
+
+PATHS = (
+    "POST /link-entity over HTTP",
+    "ours, trie-constrained, in process",
+    "generate + prefix_allowed_tokens_fn, in process",
+    "generate, unconstrained, in process (reference)",
+)
 
 
 def synthetic_names(real: list[str], total: int, seed: int = 0) -> list[str]:
@@ -40,37 +61,73 @@ def synthetic_names(real: list[str], total: int, seed: int = 0) -> list[str]:
     return list(names)
 
 
-def percentiles(seconds: list[float]) -> tuple[float, float]:
-    return float(np.percentile(seconds, 50)) * 1000, float(np.percentile(seconds, 90)) * 1000
+class TimedTrie:
+    """A trie whose lookups are timed (bench-only instrumentation of the constraint's cost)."""
 
+    def __init__(self, trie: TokenTrie) -> None:
+        self.trie = trie
+        self.seconds = 0.0
 
-def time_constraint() -> list[float]:
-    """Wraps the constraint function so every call's duration is recorded (bench-only instrumentation)."""
-    spent: list[float] = []
-    original = generation.TrieConstraint.__call__
-
-    def timed(self, batch_id, input_ids):
+    def next_tokens(self, prefix):
         begin = time.perf_counter()
-        result = original(self, batch_id, input_ids)
-        spent.append(time.perf_counter() - begin)
-        return result
+        found = self.trie.next_tokens(prefix)
+        self.seconds += time.perf_counter() - begin
+        return found
 
-    generation.TrieConstraint.__call__ = timed
-    return spent
+    def __contains__(self, sequence) -> bool:
+        return sequence in self.trie
+
+    def __getattr__(self, name: str):
+        return getattr(self.trie, name)
 
 
-def unconstrained(engine: LinkingEngine, text: str, beams: int, max_new_tokens: int) -> None:
-    model = engine.model
+def unconstrained(model: Seq2SeqModel, text: str, beams: int, max_new_tokens: int) -> None:
     encoded = model.tokenizer([format_input(text, "entity")], return_tensors="pt")
-    model.model.generate(
-        **encoded,
-        num_beams=beams,
-        num_return_sequences=beams,
-        max_new_tokens=max_new_tokens,
-        length_penalty=0.0,
-        early_stopping=True,
-        do_sample=False,
+    with torch.inference_mode():
+        model.model.generate(
+            **encoded,
+            num_beams=beams,
+            num_return_sequences=beams,
+            max_new_tokens=max_new_tokens,
+            length_penalty=0.0,
+            early_stopping=True,
+            do_sample=False,
+        )
+
+
+def timed(work: Callable[[], object]) -> float:
+    begin = time.perf_counter()
+    work()
+    return time.perf_counter() - begin
+
+
+def check_outputs(model: Seq2SeqModel, trie: TokenTrie, questions: list[str], beams: int, max_new: int) -> str:
+    """Ours against ``generate`` on the same inputs (see ``support.reference.SearchAgreement``)."""
+    inputs = [format_input(text, "entity") for text in questions]
+    ours, theirs = [], []
+    for start in range(0, len(inputs), 20):
+        batch = inputs[start : start + 20]
+        ours += constrained_beam_search(model, batch, [trie] * len(batch), beams, max_new)
+        theirs += transformers_beam_search(model, batch, [trie] * len(batch), beams, max_new)
+    agreement = search_agreement(ours, theirs)
+    same_best = sum(a[0].tokens == b[0].tokens for a, b in zip(ours, theirs, strict=True) if a and b)
+    fewer = sum(len(b) < len(a) for a, b in zip(ours, theirs, strict=True))
+    return (
+        f"{agreement.inputs} questions: same best name {same_best}; same names {agreement.identical}; every name "
+        f"generate returns is ours, same order, {agreement.contained} (generate returns fewer names on {fewer}; "
+        f"{agreement.placeholders} of its names scored near -1e9 left out); largest score difference "
+        f"{agreement.largest_score_difference:.1e}"
     )
+
+
+def concurrency(base_url: str, questions: list[str], beams: int, clients: int, repeat: int) -> tuple[float, ...]:
+    """Questions/s, p50 and p99 (ms) with ``clients`` concurrent connections."""
+    requests = [prepare_post(base_url, "/link-entity", {"text": q, "num_beams": beams}) for q in questions] * repeat
+    latencies: list[float] = []
+    begin = time.perf_counter()
+    asyncio.run(post_all(base_url, requests, clients, latencies))
+    elapsed = time.perf_counter() - begin
+    return len(requests) / elapsed, *(float(np.percentile(latencies, p)) * 1000 for p in (50, 99))
 
 
 def main() -> None:
@@ -78,6 +135,8 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="a trained linker directory (simlink train)")
     parser.add_argument("--names", type=int, default=1_000_000)
     parser.add_argument("--questions", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--check", type=int, default=200, help="questions for the outputs-equal check")
     parser.add_argument("--beams", type=int, default=5)
     args = parser.parse_args()
 
@@ -93,42 +152,77 @@ def main() -> None:
         begin = time.perf_counter()
         manifest = build_index(KbSources(root / "entities.jsonl"), root / "index", model.tokens).manifest
         print(f"index of {manifest.counts['distinct_names']:,} names built in {time.perf_counter() - begin:.0f} s")
-
-        env = {"SIMLINK_LINK_MODEL": args.model, "SIMLINK_LINK_INDEX": str(root / "index")}
-        http: list[float] = []
-        with running_server(env, timeout=600) as base_url, httpx.Client(timeout=120) as client:
-            for text in [questions[0], *questions]:  # the first request warms up
-                begin = time.perf_counter()
-                response = client.post(f"{base_url}/link-entity", json={"text": text, "num_beams": args.beams})
-                response.raise_for_status()
-                http.append(time.perf_counter() - begin)
-        http = http[1:]
+        max_new = manifest.counts["longest_entity_sequence"] + 1
 
         engine = LinkingEngine.open(model, root / "index")
-        spent = time_constraint()
-        constrained, constraint_share, free = [], [], []
-        max_new = manifest.counts["longest_entity_sequence"] + 1
-        for text in questions:
-            spent.clear()
-            begin = time.perf_counter()
-            engine.link([LinkQuery(text, top_k=args.beams, num_beams=args.beams)])
-            constrained.append(time.perf_counter() - begin)
-            constraint_share.append(sum(spent) / constrained[-1])
-            begin = time.perf_counter()
-            unconstrained(engine, text, args.beams, max_new)
-            free.append(time.perf_counter() - begin)
+        trie = engine.index.entity_trie
+        check_questions = [q.text for q in (lcquad.dev + lcquad.train)[: args.check]]
+        print("outputs equal:", check_outputs(model, trie, check_questions, args.beams, max_new))
 
-    print(f"\n{len(questions)} LC-QuAD dev questions, one at a time, beam {args.beams}, {args.names:,}-name trie")
-    rows = [
-        ["POST /link-entity over HTTP (constrained)", *percentiles(http)],
-        ["generate, trie-constrained (in process)", *percentiles(constrained)],
-        ["generate, unconstrained (in process)", *percentiles(free)],
+        env = {"SIMLINK_LINK_MODEL": args.model, "SIMLINK_LINK_INDEX": str(root / "index")}
+        timings: dict[str, list[list[float]]] = {path: [] for path in PATHS}
+        shares: list[float] = []
+        with live_server(env, timeout=600) as server, httpx.Client(timeout=120) as client:
+            info = client.get(f"{server.url}/info").json()
+            print(f"server: linker threads {info['linker']['threads']}, encoder workers "
+                  f"{info['batching']['encoder_workers']} x {info['batching']['torch_threads']} thread(s)")  # fmt: skip
+
+            server_ms: dict[str, list[float]] = {"x-queue-time-ms": [], "x-generate-time-ms": [], "x-total-time-ms": []}
+
+            def over_http(text: str) -> None:
+                body = {"text": text, "num_beams": args.beams}
+                response = client.post(f"{server.url}/link-entity", json=body)
+                response.raise_for_status()
+                for header, values in server_ms.items():
+                    values.append(float(response.headers.get(header, "nan")))
+
+            timed_trie = TimedTrie(trie)
+            engine.index.entity_trie = timed_trie  # type: ignore[assignment]
+
+            def ours(text: str) -> None:
+                timed_trie.seconds = 0.0
+                engine.link([LinkQuery(text, top_k=args.beams, num_beams=args.beams)])
+
+            def theirs(text: str) -> None:
+                transformers_beam_search(model, [format_input(text, "entity")], [trie], args.beams, max_new)
+
+            over_http(questions[0])  # warm-up
+            for _ in range(args.rounds):
+                rows = {path: [] for path in PATHS}
+                for text in questions:
+                    rows[PATHS[0]].append(timed(lambda text=text: over_http(text)))
+                    rows[PATHS[1]].append(seconds := timed(lambda text=text: ours(text)))
+                    shares.append(timed_trie.seconds / seconds)
+                    rows[PATHS[2]].append(timed(lambda text=text: theirs(text)))
+                    rows[PATHS[3]].append(timed(lambda text=text: unconstrained(model, text, args.beams, max_new)))
+                for path in PATHS:
+                    timings[path].append(rows[path])
+            one = concurrency(server.url, questions[:40], args.beams, clients=1, repeat=1)
+            sixteen = concurrency(server.url, questions, args.beams, clients=16, repeat=2)
+
+    print(f"\n{len(questions)} LC-QuAD dev questions, one at a time, beam {args.beams}, {args.names:,}-name trie, "
+          f"{args.rounds} alternating rounds: median of the rounds' percentiles [range]")  # fmt: skip
+
+    def cell(path: str, q: int) -> str:
+        values = [float(np.percentile(r, q)) * 1000 for r in timings[path]]
+        return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
+
+    print_table(["path", "p50 ms", "p90 ms"], [[path, cell(path, 50), cell(path, 90)] for path in PATHS])
+    ratios = [
+        float(np.median(http)) / float(np.median(reference))
+        for http, reference in zip(timings[PATHS[0]], timings[PATHS[3]], strict=True)
     ]
-    print_table(["path", "p50 ms", "p90 ms"], [[r[0], f"{r[1]:.1f}", f"{r[2]:.1f}"] for r in rows])
     print(
-        f"\nconstrained / unconstrained (p50): {rows[1][1] / rows[2][1]:.2f}x; time inside the constraint "
-        f"function: median {100 * float(np.median(constraint_share)):.1f} % of a constrained call"
+        f"\nHTTP p50 / reference p50: {statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]; "
+        f"trie lookups: median {100 * float(np.median(shares)):.1f} % of our in-process call"
     )
+    print_table(
+        ["clients", "questions/s", "p50 ms", "p99 ms"],
+        [[n, f"{r[0]:.1f}", f"{r[1]:.1f}", f"{r[2]:.1f}"] for n, r in ((1, one), (16, sixteen))],
+    )
+    print(f"16 clients / 1 client, questions/s: {sixteen[0] / one[0]:.2f}x")
+    inside = ", ".join(f"{header} {float(np.nanmedian(values)):.1f}" for header, values in server_ms.items())
+    print(f"one at a time, medians of the server's own stage headers: {inside}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -42,9 +43,12 @@ async def _read_response(reader: asyncio.StreamReader) -> dict:
     return json.loads(body)
 
 
-async def post_all(base_url: str, requests: Sequence[bytes], clients: int) -> list[dict]:
+async def post_all(
+    base_url: str, requests: Sequence[bytes], clients: int, latencies: list[float] | None = None
+) -> list[dict]:
     """Sends ``requests`` over ``clients`` concurrent keep-alive connections, each taking the next
-    unsent request as soon as its previous answer is in; returns the parsed answers in order."""
+    unsent request as soon as its previous answer is in; returns the parsed answers in order.
+    With ``latencies``, each request's seconds from send to answer are appended to it."""
     address = urlsplit(base_url)
     answers: list[dict | None] = [None] * len(requests)
     next_index = iter(range(len(requests)))
@@ -53,8 +57,11 @@ async def post_all(base_url: str, requests: Sequence[bytes], clients: int) -> li
         reader, writer = await asyncio.open_connection(address.hostname, address.port)
         try:
             for i in next_index:
+                sent = time.perf_counter()
                 writer.write(requests[i])
                 answers[i] = await _read_response(reader)
+                if latencies is not None:
+                    latencies.append(time.perf_counter() - sent)
         finally:
             writer.close()
             await writer.wait_closed()
