@@ -110,10 +110,13 @@ def check_outputs(model: Seq2SeqModel, trie: TokenTrie, questions: list[str], be
         ours += constrained_beam_search(model, batch, [trie] * len(batch), beams, max_new)
         theirs += transformers_beam_search(model, batch, [trie] * len(batch), beams, max_new)
     agreement = search_agreement(ours, theirs)
-    same_best = sum(a[0].tokens == b[0].tokens for a, b in zip(ours, theirs, strict=True) if a and b)
+    pairs = [(a, b) for a, b in zip(ours, theirs, strict=True) if a and b]
+    same_best = sum(a[0].tokens == b[0].tokens for a, b in pairs)
+    better_best = sum(a[0].tokens != b[0].tokens and a[0].score > b[0].score for a, b in pairs)
     fewer = sum(len(b) < len(a) for a, b in zip(ours, theirs, strict=True))
     return (
-        f"{agreement.inputs} questions: same best name {same_best}; same names {agreement.identical}; every name "
+        f"{agreement.inputs} questions: same best name {same_best} (where not, ours scores higher: {better_best}); "
+        f"same names {agreement.identical}; every name "
         f"generate returns is ours, same order, {agreement.contained} (generate returns fewer names on {fewer}; "
         f"{agreement.placeholders} of its names scored near -1e9 left out); largest score difference "
         f"{agreement.largest_score_difference:.1e}"
