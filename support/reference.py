@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from scipy.optimize import linprog
 
-from models.linking.generation import Hypothesis, NextTokenSource
+from models.linking.generation import Hypothesis, NextTokenSource, encode_inputs
 from models.linking.seq2seq import Seq2SeqModel
 
 
@@ -63,9 +63,7 @@ def transformers_beam_search(
     scores), and the speed it is compared with. Beam search only (``num_beams`` ≥ 2)."""
     end_token = model.tokens.special_tokens.end
     prefix_length = model.decoder_prefix_length
-    encoded = model.tokenizer(
-        list(inputs), padding=True, truncation=True, max_length=max_input_tokens, return_tensors="pt"
-    )
+    encoded = encode_inputs(model, inputs, max_input_tokens)
     with torch.inference_mode():
         output = model.model.generate(
             input_ids=encoded["input_ids"],

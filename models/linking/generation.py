@@ -194,6 +194,13 @@ def _choose(
     return _Beams(next_items, next_tokens, torch.tensor(next_scores, dtype=torch.float32)), parents
 
 
+def encode_inputs(model: Seq2SeqModel, inputs: Sequence[str], max_input_tokens: int) -> Any:
+    """The batch's encoder inputs: padded to the longest, cut at ``max_input_tokens``."""
+    return model.tokenizer(
+        list(inputs), padding=True, truncation=True, max_length=max_input_tokens, return_tensors="pt"
+    )
+
+
 def constrained_beam_search(
     model: Seq2SeqModel,
     inputs: Sequence[str],
@@ -210,9 +217,7 @@ def constrained_beam_search(
     """
     end_token = model.tokens.special_tokens.end
     prefix = _decoder_prefix(model)
-    encoded = model.tokenizer(
-        list(inputs), padding=True, truncation=True, max_length=max_input_tokens, return_tensors="pt"
-    )
+    encoded = encode_inputs(model, inputs, max_input_tokens)
     items = [_Item(trie) for trie in tries]
     steps = max_new_tokens - (len(prefix) - 1)
     with torch.inference_mode():

@@ -78,11 +78,12 @@ def _names(count: int, seed: int) -> list[str]:
 
 def _assert_agree(ours: list[list[Hypothesis]], reference: list[list[Hypothesis]]) -> None:
     """Every name generate returns is ours too, in the same order and with the same score (ours may
-    hold more, see ``SearchAgreement``), and the best name is the same."""
+    hold more, see ``SearchAgreement``), so our best name scores at least as high as its best."""
     agreement = search_agreement(ours, reference)
     assert agreement.contained == agreement.inputs
     assert agreement.largest_score_difference <= 1e-4
-    assert [found[0].tokens for found in ours] == [found[0].tokens for found in reference]
+    for mine, theirs in zip(ours, reference, strict=True):
+        assert mine and (not theirs or mine[0].score >= theirs[0].score - 1e-4)
 
 
 @pytest.mark.parametrize(("kind", "inputs"), [("bert2bert", 200), ("t5", 50), ("bart", 50)])
