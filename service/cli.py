@@ -301,8 +301,8 @@ def train(
     decoder_layers: Annotated[
         Optional[int],
         typer.Option(
-            help="Keep only the first N decoder layers of a bert2bert model (default: 2 for the embedded "
-            "warm start, all for other models): faster generation, see the README's linking figures.",
+            help="Keep only the first N decoder layers of a bert2bert model: faster generation, slower "
+            "learning on short budgets (the README's decoder-depth figures).",
             min=1,
         ),
     ] = None,

@@ -131,11 +131,3 @@ def test_a_shorter_decoder_keeps_its_first_layers_and_saves_its_depth(tmp_path: 
             load_for_training(str(source), tmp_path / "out", resume=False, decoder_layers=impossible)
     with pytest.raises(ValueError, match="bert2bert"):
         load_for_training(str(save_tiny_seq2seq("t5", tmp_path / "t5")), tmp_path / "out", False, decoder_layers=1)
-
-
-def test_the_embedded_warm_start_gets_the_shallow_decoder_by_default(tmp_path: Path) -> None:
-    from models.linking.trainer import WARM_START_DECODER_LAYERS, load_for_training
-
-    model = load_for_training(None, tmp_path / "out", resume=False)
-    assert len(model.model.decoder.bert.encoder.layer) == WARM_START_DECODER_LAYERS
-    assert len(model.model.encoder.encoder.layer) == 6
