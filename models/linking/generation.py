@@ -145,6 +145,22 @@ def _allowed(beams: _Beams, items: list[_Item], end_token: int) -> list[np.ndarr
     return allowed
 
 
+def _split_best(
+    candidates: list[tuple[int, int, float]], beams: _Beams, num_beams: int, end_token: int, last_step: bool
+) -> tuple[list[Hypothesis], list[tuple[int, int, float]]]:
+    """An item's best ``(row, token, score)`` candidates, best first, split as ``generate`` splits
+    them: those that end a name (every one, at the last step) and rank in the first ``num_beams``
+    are finished names; the first ``num_beams`` of the others continue."""
+    finished, continuing = [], []
+    for rank, (row, token, score) in enumerate(candidates):
+        if token == end_token or last_step:
+            if rank < num_beams:
+                finished.append(Hypothesis((*beams.tokens[row], token), score))
+        elif len(continuing) < num_beams:
+            continuing.append((row, token, score))
+    return finished, continuing
+
+
 def _choose(
     beams: _Beams,
     log_probs: torch.Tensor,
@@ -173,24 +189,19 @@ def _choose(
         high = int(ends[row_end - 1])
         row_start = int(row_end)
         top_scores, top = torch.topk(scores[low:high], k=min(2 * num_beams, high - low))
-        finished, kept = [], 0
-        for rank, (position, score) in enumerate(zip((top + low).tolist(), top_scores.tolist(), strict=True)):
-            row, token = int(rows[position]), int(tokens[position])
-            if token == end_token or last_step:
-                if rank < num_beams:
-                    finished.append(Hypothesis((*beams.tokens[row], token), score))
-            elif kept < num_beams:
-                kept += 1
-                next_items.append(item_id)
-                next_tokens.append([*beams.tokens[row], token])
-                next_scores.append(score)
-                parents.append(row)
+        positions = (top + low).tolist()
+        candidates = [(int(rows[p]), int(tokens[p]), s) for p, s in zip(positions, top_scores.tolist(), strict=True)]
+        finished, continuing = _split_best(candidates, beams, num_beams, end_token, last_step)
         item = items[item_id]
         item.add_finished(finished, num_beams)
-        if item.done or kept == 0:
+        if item.done or not continuing:
             item.done = True
-            del next_items[len(next_items) - kept :], next_tokens[len(next_tokens) - kept :]
-            del next_scores[len(next_scores) - kept :], parents[len(parents) - kept :]
+            continue
+        for row, token, score in continuing:
+            next_items.append(item_id)
+            next_tokens.append([*beams.tokens[row], token])
+            next_scores.append(score)
+            parents.append(row)
     return _Beams(next_items, next_tokens, torch.tensor(next_scores, dtype=torch.float32)), parents
 
 
