@@ -214,10 +214,9 @@ def with_threads(process: Callable[[list[In]], list[Out]], threads: int | None) 
     """
     if threads is None:
         return process
+    import torch
 
     def run(items: list[In]) -> list[Out]:
-        import torch
-
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         return process(items)

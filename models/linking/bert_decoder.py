@@ -102,7 +102,6 @@ class BertDecoderSteps:
         head = decoder.cls.predictions
         self.transform = _linear(head.transform.dense)
         self.transform_norm = _linear(head.transform.LayerNorm)
-        self.transform_activation = _ACTIVATIONS[config.hidden_act]
         self.vocabulary = _linear(head.decoder)
         blocked = torch.finfo(encoder_states.dtype).min
         self.cross_bias = ((1.0 - encoder_mask[:, None, None, :].to(encoder_states.dtype)) * blocked).contiguous()
@@ -148,7 +147,7 @@ class BertDecoderSteps:
             hidden = self.activation(functional.linear(states, *layer.up))
             states = self._norm(functional.linear(hidden, *layer.down) + states, layer.out_norm)
         self.past = past
-        last = self.transform_activation(functional.linear(states[:, -1], *self.transform))
+        last = self.activation(functional.linear(states[:, -1], *self.transform))
         logits = functional.linear(self._norm(last, self.transform_norm), *self.vocabulary)
         return torch.log_softmax(logits.float(), dim=-1)
 

@@ -122,22 +122,9 @@ def decoder_steps(network: Any, encoder_states: torch.Tensor, encoder_mask: torc
     return _TransformersDecoder(network, encoder_states, encoder_mask)
 
 
-def _decoder_prefix(model: Seq2SeqModel) -> list[int]:
-    """The tokens every decoded sequence starts with: the decoder's start token, and a forced BOS
-    (BART) whose step ``generate`` scores 0, as feeding it here does."""
-    config, generation_config = model.model.config, model.model.generation_config
-    start = generation_config.decoder_start_token_id
-    if start is None:
-        start = getattr(config, "decoder_start_token_id", None)
-    if start is None:
-        raise ValueError(f"model {model.name} has no decoder start token id")
-    forced = generation_config.forced_bos_token_id
-    return [int(start)] if forced is None else [int(start), int(forced)]
-
-
 def _allowed(beams: _Beams, items: list[_Item], end_token: int) -> list[np.ndarray]:
-    """Each beam's next tokens from its item's trie; a prefix with no continuation (not reachable
-    from a real beam) is offered the end token only, and dropped at the end."""
+    """Each beam's next tokens from its item's trie; a prefix with no continuation (a trie whose
+    sequences lack the end token) is offered the end token only, and the name is dropped at the end."""
     allowed = []
     for item, tokens in zip(beams.items, beams.tokens, strict=True):
         found = items[item].trie.next_tokens(tokens)
@@ -227,7 +214,7 @@ def constrained_beam_search(
     after the start token (a forced BOS included), as ``generate`` counts them.
     """
     end_token = model.tokens.special_tokens.end
-    prefix = _decoder_prefix(model)
+    prefix = model.decoder_prefix
     encoded = encode_inputs(model, inputs, max_input_tokens)
     items = [_Item(trie) for trie in tries]
     steps = max_new_tokens - (len(prefix) - 1)

@@ -124,9 +124,21 @@ class Seq2SeqModel:
         return self.loaded.tokenizer
 
     @property
+    def decoder_prefix(self) -> list[int]:
+        """The tokens every generated sequence starts with before the name: the decoder's start
+        token, and a forced BOS (BART), whose step ``generate`` scores 0."""
+        config, generation_config = self.model.config, self.model.generation_config
+        start = generation_config.decoder_start_token_id
+        if start is None:
+            start = getattr(config, "decoder_start_token_id", None)
+        if start is None:
+            raise ValueError(f"model {self.name} has no decoder start token id")
+        forced = generation_config.forced_bos_token_id
+        return [int(start)] if forced is None else [int(start), int(forced)]
+
+    @property
     def decoder_prefix_length(self) -> int:
-        """Tokens a generated sequence starts with before the name: the start token, and a forced BOS."""
-        return 1 + (self.model.generation_config.forced_bos_token_id is not None)
+        return len(self.decoder_prefix)
 
     def describe(self) -> dict[str, Any]:
         return {**self.loaded.describe(), "name": self.name}
