@@ -23,7 +23,7 @@ $(VENV)/.installed-%: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet "$(TORCH)" -e ".[$*]"
 	touch $@
 
-SOURCES = service models index evaluation support tests bench
+SOURCES = service models index evaluation jobs support tests bench
 
 install: $(VENV)/.installed-test
 

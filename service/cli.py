@@ -352,6 +352,151 @@ def train(
     typer.echo(f"model written to {out}")
 
 
+EngineOption = Annotated[
+    str, typer.Option(help="'local' (this process) or 'ray' (Ray Data: a local Ray, or the cluster at --address).")
+]
+AddressOption = Annotated[Optional[str], typer.Option(help="Ray cluster address (e.g. ray://head:10001).")]
+WorkersOption = Annotated[
+    Optional[int], typer.Option(help="Batches at once (threads here, actors on Ray); default from the cores.", min=1)
+]
+JobOutOption = Annotated[
+    Path, typer.Option(help="Output: .jsonl or .parquet; a killed job rerun with the same command continues.")
+]
+LenientOption = Annotated[bool, typer.Option(help="Skip and count bad rows instead of stopping at the first.")]
+MethodOption = Annotated[Optional[str], typer.Option(help="Similarity method (default: the server's, wrd).")]
+TruncateOption = Annotated[bool, typer.Option(help="Cut texts over the token limit instead of refusing the row.")]
+InputOption = Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Input file.")]
+
+
+def _plan(engine: str, address: Optional[str], workers: Optional[int], linking: bool = False):
+    from jobs.bulk import linking_plan, similarity_plan
+
+    if engine not in ("local", "ray"):
+        raise _fail(f"--engine must be 'local' or 'ray', not {engine!r}")
+    make = linking_plan if linking else similarity_plan
+    return make(engine=engine, address=address, workers=workers)
+
+
+def _similarity_job_setup(model, dtype, layer, max_tokens, method, truncate):
+    """The encoder and the request options a similarity job uses: the server's settings and defaults,
+    with the command line's options on top."""
+    from jobs.tasks import ScoreOptions
+    from models.similarity import METHOD_NAMES
+    from service.runtime import encoder_spec
+
+    settings = _settings(model=model, dtype=dtype, layer=layer, max_tokens=max_tokens)
+    _check_model(settings)
+    if method is not None and method not in METHOD_NAMES:
+        raise _fail(f"--method must be one of {', '.join(METHOD_NAMES)}, not {method!r}")
+    options = ScoreOptions(truncate=truncate, skip_special_tokens=settings.skip_special_tokens)
+    if method is not None:
+        options = ScoreOptions(method, truncate, settings.skip_special_tokens)
+    return encoder_spec(settings), options
+
+
+def _run_bulk(job, out: Path) -> None:
+    """Runs a bulk job, turning its expected failures into one clear line, and prints its summary."""
+    from jobs.output import OutputError
+    from jobs.runner import BadRowError
+
+    try:
+        summary = job()
+    except (BadRowError, OutputError, ModelLoadError, IndexLoadError, ValueError, RuntimeError) as error:
+        raise _fail(str(error)) from error
+    resumed = f" (continued after line {summary.resumed_after})" if summary.resumed_after else ""
+    typer.echo(f"wrote {summary.written} row(s) to {out}{resumed}")
+    if summary.skipped:
+        typer.echo(f"skipped {summary.skipped} bad row(s):", err=True)
+        for problem in summary.problems:
+            typer.echo(f"  {problem}", err=True)
+
+
+@app.command()
+def score(
+    input: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help='Pairs: TSV \'a<TAB>b\', JSONL {"a", "b"}, or Parquet.')
+    ],
+    out: JobOutOption,
+    method: MethodOption = None,
+    truncate: TruncateOption = False,
+    model: ModelOption = None,
+    dtype: DTypeOption = None,
+    layer: LayerOption = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per text.")] = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
+    lenient: LenientOption = False,
+) -> None:
+    """Score every pair of a file, as POST /similarity would: one output row per pair, in order."""
+    from jobs.bulk import score as score_job
+
+    encoder, options = _similarity_job_setup(model, dtype, layer, max_tokens, method, truncate)
+    plan = _plan(engine, address, workers)
+    _run_bulk(lambda: score_job(input, out, encoder, options, plan, lenient, _progress), out)
+
+
+@app.command()
+def rank(
+    queries: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help='Queries: one per line, JSONL {"text"}, or Parquet.')
+    ],
+    corpus: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="Texts to rank: one per line, JSONL, or Parquet.")
+    ],
+    out: JobOutOption,
+    top_k: Annotated[int, typer.Option(help="Best corpus texts per query.", min=1)] = 10,
+    method: MethodOption = None,
+    truncate: TruncateOption = False,
+    model: ModelOption = None,
+    dtype: DTypeOption = None,
+    layer: LayerOption = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per text.")] = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
+    lenient: LenientOption = False,
+) -> None:
+    """Rank a corpus for every query, as POST /similarity/rank would (pruned, exact): one row per query."""
+    from jobs.bulk import rank as rank_job
+
+    encoder, options = _similarity_job_setup(model, dtype, layer, max_tokens, method, truncate)
+    plan = _plan(engine, address, workers)
+    _run_bulk(lambda: rank_job(queries, corpus, out, encoder, options, top_k, plan, lenient, _progress), out)
+
+
+@app.command()
+def link(
+    input: Annotated[
+        Path,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help='Texts: one per line, or JSONL {"text", "task"?, "mention"?, "top_k"?, "num_beams"?}.',
+        ),
+    ],
+    out: JobOutOption,
+    model: Annotated[Optional[str], typer.Option(help="Linker model directory (default SIMLINK_LINK_MODEL).")] = None,
+    index: Annotated[Optional[Path], typer.Option(help="Linker index (default SIMLINK_LINK_INDEX).")] = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
+    lenient: LenientOption = False,
+) -> None:
+    """Link every text of a file, as POST /link-entity would: one output row per text, in order."""
+    from jobs.bulk import link as link_job
+    from service.runtime import linker_spec
+
+    try:
+        spec = linker_spec(_settings(link_model=model, link_index=index))
+    except ModelLoadError as error:
+        raise _fail(str(error)) from error
+    if spec is None:
+        raise _fail("--model and --index are needed (or SIMLINK_LINK_MODEL and SIMLINK_LINK_INDEX)")
+    plan = _plan(engine, address, workers, linking=True)
+    _run_bulk(lambda: link_job(input, out, spec, plan, lenient, _progress), out)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from threadpoolctl import threadpool_limits
 
 from models.admission import Admission, ShuttingDownError
-from models.linking import AsyncLinkingEngine, LinkingEngine, load_seq2seq_model
-from models.loader import ModelLoadError, load_encoder_model, set_torch_threads
-from models.similarity import AsyncSimilarityEngine, SimilarityEngine, TokenEncoder
+from models.linking import AsyncLinkingEngine, LinkerSpec, LinkingEngine
+from models.loader import ModelLoadError, set_torch_threads
+from models.similarity import AsyncSimilarityEngine, EncoderSpec, SimilarityEngine, TokenEncoder
 from service.observability import Metrics
 from service.settings import Settings
 
@@ -103,30 +103,49 @@ def threads_per_worker(workers: int) -> int:
     return max(1, cores // workers)
 
 
+def encoder_spec(settings: Settings) -> EncoderSpec:
+    """The encoder the settings describe (model, dtype, layer, limits), as plain values."""
+    return EncoderSpec(
+        settings.model,
+        settings.dtype,
+        settings.layer,
+        settings.max_tokens,
+        settings.encoder_batch_tokens,
+        settings.pack_texts,
+    )
+
+
 def build_encoder(settings: Settings) -> TokenEncoder:
-    """The token encoder the settings describe (model, dtype, threads, layer, limits).
+    """The token encoder the settings describe, with their torch thread count.
 
     Raises :class:`models.loader.ModelLoadError` naming the path when the model is missing
     or cannot be loaded, and ``ValueError`` for a layer or token limit the model lacks.
     """
     set_torch_threads(settings.torch_threads)
-    loaded = load_encoder_model(settings.model, settings.dtype)
-    return TokenEncoder(loaded, settings.layer, settings.max_tokens, settings.encoder_batch_tokens, settings.pack_texts)
+    return encoder_spec(settings).load()
 
 
-def build_linker(settings: Settings) -> LinkingEngine | None:
-    """The linking engine, or None when neither ``link_model`` nor ``link_index`` is set.
+def linker_spec(settings: Settings) -> LinkerSpec | None:
+    """The linker the settings describe, or None when neither ``link_model`` nor ``link_index`` is set.
 
-    Raises :class:`ModelLoadError` or :class:`index.manifest.IndexLoadError` naming the path when
-    either is missing, corrupt, or the index was built with another tokenizer than the model's.
+    Raises :class:`ModelLoadError` when only one of the two is set.
     """
     if settings.link_model is None and settings.link_index is None:
         return None
     if settings.link_model is None or settings.link_index is None:
         missing = "SIMLINK_LINK_MODEL" if settings.link_model is None else "SIMLINK_LINK_INDEX"
         raise ModelLoadError(f"entity linking needs both a model and an index; {missing} is not set")
-    model = load_seq2seq_model(settings.link_model, settings.link_dtype)
-    return LinkingEngine.open(model, settings.link_index, settings.max_link_input_tokens)
+    return LinkerSpec(settings.link_model, settings.link_index, settings.link_dtype, settings.max_link_input_tokens)
+
+
+def build_linker(settings: Settings) -> LinkingEngine | None:
+    """The linking engine of :func:`linker_spec`, or None.
+
+    Raises :class:`ModelLoadError` or :class:`index.manifest.IndexLoadError` naming the path when
+    either is missing, corrupt, or the index was built with another tokenizer than the model's.
+    """
+    spec = linker_spec(settings)
+    return spec.open() if spec is not None else None
 
 
 def encoder_workers(settings: Settings, encoder: TokenEncoder) -> int:

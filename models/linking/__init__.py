@@ -25,6 +25,7 @@ _EXPORTS = {
     "mention_span": "candidates",
     "words": "candidates",
     "LinkingEngine": "engine",
+    "LinkerSpec": "engine",
     "AsyncLinkingEngine": "engine",
     "LinkQuery": "engine",
     "EntityMatch": "engine",

@@ -21,7 +21,23 @@ from index.trie import TokenTrie
 from models.admission import Admission
 from models.batching import BatchedFacade
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
-from models.linking.seq2seq import Seq2SeqModel, Task, format_input
+from models.linking.seq2seq import Seq2SeqModel, Task, format_input, load_seq2seq_model
+from models.loader import DType
+
+
+@dataclass(frozen=True)
+class LinkerSpec:
+    """How to open a :class:`LinkingEngine`, as plain values: a server opens its linker from one,
+    and a bulk job sends one to each worker process."""
+
+    model: str
+    index: Path
+    dtype: DType = "fp32"
+    max_input_tokens: int = 256
+
+    def open(self) -> LinkingEngine:
+        """Loads the model and opens the index; errors name the path (see :meth:`LinkingEngine.open`)."""
+        return LinkingEngine.open(load_seq2seq_model(self.model, self.dtype), self.index, self.max_input_tokens)
 
 
 class UnknownCandidatesError(ValueError):

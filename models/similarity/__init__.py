@@ -10,6 +10,7 @@ from models.exports import lazy_attributes
 
 _EXPORTS = {
     "TokenEncoder": "encoder",
+    "EncoderSpec": "encoder",
     "TokenizedText": "encoder",
     "EncodedText": "encoder",
     "TextTooLongError": "encoder",

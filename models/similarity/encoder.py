@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.loader import LoadedModel
+from models.loader import DType, LoadedModel, load_encoder_model
 from models.similarity.packed_model import PackedModel, PackingUnsupportedError, layer_output
 from models.similarity.packing import pack
 from models.similarity.transport import unit_rows
@@ -118,6 +118,24 @@ class EncodedText:
             special=self.special[keep],
             truncated=self.truncated,
         )
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to build a :class:`TokenEncoder`, as plain values: a server builds its encoder from one,
+    and a bulk job sends one to each worker process, which loads the model once."""
+
+    model: str = "embedded"
+    dtype: DType = "fp32"
+    layer: int = -1
+    max_tokens: int = 256
+    batch_tokens: int = 4096
+    pack_texts: bool = True
+
+    def load(self) -> TokenEncoder:
+        """Loads the model and wraps it (errors as in :func:`models.loader.load_encoder_model`)."""
+        loaded = load_encoder_model(self.model, self.dtype)
+        return TokenEncoder(loaded, self.layer, self.max_tokens, self.batch_tokens, self.pack_texts)
 
 
 class TokenEncoder:

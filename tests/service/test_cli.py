@@ -46,3 +46,30 @@ def test_malformed_file_is_named_with_its_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", "sts", "--data", str(data)])
     assert result.exit_code == 2
     assert f"{data}:2" in result.output
+
+
+def test_score_command_writes_rows_and_reports_skips(tmp_path: Path) -> None:
+    source = tmp_path / "pairs.tsv"
+    source.write_text("A man plays a guitar.\tA man is playing guitar.\nno tab\n", encoding="utf-8")
+    out = tmp_path / "scores.jsonl"
+    result = CliRunner().invoke(app, ["score", "--input", str(source), "--out", str(out), "--lenient"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote 1 row(s) to {out}" in result.output
+    assert f"{source}:2: expected 2 tab-separated fields" in result.output
+    assert out.read_text().startswith('{"line": 1, "distance": ')
+
+
+def test_bulk_commands_fail_clearly(tmp_path: Path) -> None:
+    source = tmp_path / "pairs.tsv"
+    source.write_text("a\tb\nno tab\n", encoding="utf-8")
+    out = tmp_path / "scores.jsonl"
+    runner = CliRunner()
+    bad_method = runner.invoke(app, ["score", "--input", str(source), "--out", str(out), "--method", "cosine"])
+    assert bad_method.exit_code == 2 and "--method must be one of" in bad_method.output
+    bad_row = runner.invoke(app, ["score", "--input", str(source), "--out", str(out)])
+    assert bad_row.exit_code == 2 and f"error: {source}:2: expected 2 tab-separated fields" in bad_row.output
+    out.write_text("kept\n")
+    exists = runner.invoke(app, ["score", "--input", str(source), "--out", str(out), "--lenient"])
+    assert exists.exit_code == 2 and "exists; delete it" in exists.output and out.read_text() == "kept\n"
+    no_linker = runner.invoke(app, ["link", "--input", str(source), "--out", str(tmp_path / "l.jsonl")])
+    assert no_linker.exit_code == 2 and "--model and --index are needed" in no_linker.output
