@@ -33,6 +33,7 @@ ModelOption = Annotated[
 ]
 DTypeOption = Annotated[Optional[str], typer.Option(help="fp32 or bf16.")]
 LayerOption = Annotated[Optional[int], typer.Option(help="Hidden layer to use; -1 is the last.")]
+MaxTokensOption = Annotated[Optional[int], typer.Option(help="Most tokens per text.")]
 ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads.")]
 
 
@@ -62,7 +63,7 @@ def serve(
     dtype: DTypeOption = None,
     layer: LayerOption = None,
     threads: ThreadsOption = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per text.")] = None,
+    max_tokens: MaxTokensOption = None,
     link_model: Annotated[Optional[str], typer.Option(help="Linker model directory (from 'simlink train').")] = None,
     link_index: Annotated[Optional[Path], typer.Option(help="Linker index (from 'simlink build-index').")] = None,
 ) -> None:
@@ -422,7 +423,7 @@ def score(
     model: ModelOption = None,
     dtype: DTypeOption = None,
     layer: LayerOption = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per text.")] = None,
+    max_tokens: MaxTokensOption = None,
     engine: EngineOption = "local",
     address: AddressOption = None,
     workers: WorkersOption = None,
@@ -451,7 +452,7 @@ def rank(
     model: ModelOption = None,
     dtype: DTypeOption = None,
     layer: LayerOption = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Most tokens per text.")] = None,
+    max_tokens: MaxTokensOption = None,
     engine: EngineOption = "local",
     address: AddressOption = None,
     workers: WorkersOption = None,
