@@ -80,11 +80,13 @@ class FlatSequences:
     def __len__(self) -> int:
         return int(self.lengths.size)
 
-    def chunk_count(self, size: int = CHUNK) -> int:
-        return -(-len(self) // size)
+    def chunk_count(self, size: int | None = None) -> int:
+        return -(-len(self) // (size or CHUNK))
 
-    def chunks(self, size: int = CHUNK) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """``(index of the first sequence, their tokens, their lengths)`` for each run of ``size`` sequences."""
+    def chunks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(index of the first sequence, their tokens, their lengths)`` for each run of ``size``
+        sequences (:data:`CHUNK` by default)."""
+        size = size or CHUNK
         for first in range(0, len(self), size):
             last = min(first + size, len(self))
             begin = int(self._ends[first - 1]) if first else 0
