@@ -6,6 +6,7 @@ leniency, skipped and counted in a :class:`ReadReport`; nothing is dropped silen
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections.abc import Iterator
@@ -46,17 +47,25 @@ class Fact:
 
 @dataclass
 class ReadReport:
-    """What a lenient read skipped: how many rows, and the first few problems verbatim."""
+    """What a lenient read skipped: how many rows, and the first few problems (by line) verbatim.
+
+    Problems are kept in line order even when they are found out of order (the index builder
+    finds repeated ids a batch of rows after the rows' other problems).
+    """
 
     path: Path
     rows: int = 0
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
+    _lines: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def skip(self, error: KbFormatError, keep: int = 20) -> None:
         self.skipped += 1
-        if len(self.problems) < keep:
-            self.problems.append(str(error))
+        place = bisect.bisect_right(self._lines, error.line)
+        if place < keep:
+            self._lines.insert(place, error.line)
+            self.problems.insert(place, str(error))
+            del self._lines[keep:], self.problems[keep:]
 
 
 def file_sha256(path: Path) -> str:
@@ -139,6 +148,29 @@ def _parse_fact(text: str, path: Path, line: int) -> Fact:
     return Fact(*parts)
 
 
+def duplicate_id(path: Path, line: int, entity_id: str) -> KbFormatError:
+    """The error for an entity id already used on an earlier line."""
+    return KbFormatError(path, line, f"duplicate entity id {entity_id!r}")
+
+
+def numbered_entities(path: Path, report: ReadReport | None = None) -> Iterator[tuple[int, Entity]]:
+    """Entities of a JSONL file with their line numbers, *not* checked for repeated ids.
+
+    For callers that find repeated ids themselves without a set of every id (the index builder
+    lets its database's primary key do it). Bad rows raise or are skipped as in
+    :func:`read_entities`; ``report.rows`` is left to the caller, which decides which rows it keeps.
+    """
+    for line, text in numbered_lines(path):
+        try:
+            entity = _parse_entity(text, path, line)
+        except KbFormatError as error:
+            if report is None:
+                raise
+            report.skip(error)
+            continue
+        yield line, entity
+
+
 def read_entities(path: Path, report: ReadReport | None = None) -> Iterator[Entity]:
     """Entities from a JSONL file ``{"id", "name", "aliases"?, "description"?}``.
 
@@ -146,15 +178,11 @@ def read_entities(path: Path, report: ReadReport | None = None) -> Iterator[Enti
     (and repeated ids) are skipped and counted there.
     """
     seen: set[str] = set()
-    for line, text in numbered_lines(path):
-        try:
-            entity = _parse_entity(text, path, line)
-            if entity.id in seen:
-                raise KbFormatError(path, line, f"duplicate entity id {entity.id!r}")
-        except KbFormatError as error:
+    for line, entity in numbered_entities(path, report):
+        if entity.id in seen:
             if report is None:
-                raise
-            report.skip(error)
+                raise duplicate_id(path, line, entity.id)
+            report.skip(duplicate_id(path, line, entity.id))
             continue
         seen.add(entity.id)
         if report is not None:

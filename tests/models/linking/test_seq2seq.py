@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from models.linking.seq2seq import LINKING_TOKENS, format_input, load_linking_tokenizer, load_seq2seq_model
+from models.linking.seq2seq import (
+    LINKING_TOKENS,
+    encode_names,
+    format_input,
+    load_linking_tokenizer,
+    load_seq2seq_model,
+)
 from models.loader import ModelLoadError
 from tests.conftest import TinyLinker, save_tiny_seq2seq
 
@@ -59,3 +65,13 @@ def test_any_seq2seq_directory_links_within_the_trie(kind: str, tmp_path: Path) 
     names = {json.loads(line)["name"] for line in entities.read_text().splitlines()}
     assert entity and all(match.name in names for match in entity)
     assert kbqa and all(match.answers for match in kbqa)
+
+
+def test_names_encode_through_the_backend_as_through_the_tokenizer() -> None:
+    """The fast path (the Rust backend, called directly) gives the ids the transformers call gives."""
+    tokens = load_linking_tokenizer("embedded")
+    names = ["Paris", "Marie Curie", "São Tomé [SEP] and [PRED] Príncipe", "東京都", "x" * 200, "A\tB\u00a0C", " "]
+    assert tokens._names_backend() is not None
+    assert tokens.encode_names(names) == encode_names(tokens.tokenizer, names)
+    tokens.tokenizer.add_special_tokens({"additional_special_tokens": ["[NEW]"]}, replace_extra_special_tokens=False)
+    assert tokens.encode_names(["a [NEW] b"]) == encode_names(tokens.tokenizer, ["a [NEW] b"])  # copy made again
