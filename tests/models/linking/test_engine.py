@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -134,4 +135,11 @@ def test_async_facade_answers_concurrent_queries_as_the_engine_does(engine: Link
             await facade.stop()
 
     found = asyncio.run(scenario())
-    assert found == engine.link(queries)
+    expected = engine.link(queries)
+    # on a busy machine the two queries may miss each other's batch; padding then moves scores by rounding
+    assert [[replace(m, score=0.0) for m in matches] for matches in found] == [
+        [replace(m, score=0.0) for m in matches] for matches in expected
+    ]
+    assert [m.score for matches in found for m in matches] == pytest.approx(
+        [m.score for matches in expected for m in matches], abs=1e-4
+    )
