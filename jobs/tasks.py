@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from models.linking import EntityMatch, LinkerSpec, LinkQuery, PairMatch
+from models.loader import keep_helpers_on_one_thread
 from models.similarity import DEFAULT_METHOD, EncoderSpec, SimilarityEngine, TextError
 from models.similarity.scoring import rank_candidates
 
@@ -52,6 +53,7 @@ class _Task:
     """What every task shares: splitting a batch into good rows and bad ones, and the output columns."""
 
     def __init__(self, threads: int | None) -> None:
+        keep_helpers_on_one_thread()  # as the server does; also keeps results the same in every worker layout
         self.threads = threads
 
     def __call__(self, batch: Batch) -> dict[str, list[Any]]:

@@ -8,6 +8,7 @@ while loading is raised as :class:`ModelLoadError` naming the model's path or na
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,6 +116,22 @@ def resolve_model_source(model: str | None) -> ModelSource:
 def torch_threads() -> int:
     """The number of CPU threads torch uses for one forward pass."""
     return torch.get_num_threads()
+
+
+def keep_helpers_on_one_thread() -> None:
+    """Runs NumPy/SciPy's BLAS and the tokenizer on the calling thread only.
+
+    Their work in a request is small (a 16 x 384 matrix product, a few short texts), too small to
+    gain from threads, and their idle pool threads spin-wait on the cores the forward passes need
+    (measured in the README's throughput section). Process-wide, so it is set
+    by whoever owns the process (the server, a bulk job's worker), not by the engines. It also
+    keeps results independent of the thread count: a product split over threads can round differently.
+    """
+    import scipy.linalg  # noqa: F401  (loads SciPy's own BLAS, so that the limit covers it too)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def set_torch_threads(threads: int | None) -> None:

@@ -9,11 +9,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from threadpoolctl import threadpool_limits
-
 from models.admission import Admission, ShuttingDownError
 from models.linking import AsyncLinkingEngine, LinkerSpec, LinkingEngine
-from models.loader import ModelLoadError, set_torch_threads
+from models.loader import ModelLoadError, keep_helpers_on_one_thread, set_torch_threads
 from models.similarity import AsyncSimilarityEngine, EncoderSpec, SimilarityEngine, TokenEncoder
 from service.observability import Metrics
 from service.settings import Settings
@@ -80,20 +78,6 @@ class Runtime:
         failed = sum(engine.fail_queued(ShuttingDownError()) for engine in self._engines())
         if failed:
             logger.warning("drain grace period over: %d queued request(s) answered 503", failed)
-
-
-def keep_helpers_on_one_thread() -> None:
-    """Runs NumPy/SciPy's BLAS and the tokenizer on the calling thread only.
-
-    Their work in a request is small (a 16 x 384 matrix product, a few short texts), too small to
-    gain from threads, and their idle pool threads spin-wait on the cores the forward passes need
-    (measured in the README's throughput section). Process-wide, so it is set when the server is
-    built, not by the engines.
-    """
-    import scipy.linalg  # noqa: F401  (loads SciPy's own BLAS, so that the limit covers it too)
-
-    threadpool_limits(1, user_api="blas")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def threads_per_worker(workers: int) -> int:

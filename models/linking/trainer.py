@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -156,6 +157,17 @@ def load_for_training(
     return load_seq2seq_model(str(checkpoint))
 
 
+def readable_as_umask(directory: Path) -> None:
+    """Gives the files at the top of ``directory`` the permissions a plain new file gets (0666 less the
+    umask). The weights file comes out owner-only, so that a server running as another user (the
+    Docker image's) could not read a model trained on the host."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in directory.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
+
+
 def _save_checkpoint(
     out_dir: Path, model: Seq2SeqModel, optimizer: torch.optim.Optimizer, step: int, fingerprint: str
 ) -> None:
@@ -282,6 +294,7 @@ def train(
     dev = _dev_metrics(model, batches, dev_set, examples, config.batch_size)
     model.model.save_pretrained(out_dir)
     model.tokenizer.save_pretrained(out_dir)
+    readable_as_umask(out_dir)
     speed = (step - first_step) * config.batch_size / max(seconds, 1e-9)
     report = TrainReport(step, step - first_step, speed, seconds, first_loss, last_loss, dev, stopped_by)
     (out_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from service.runtime import keep_helpers_on_one_thread, threads_per_worker
+from models.loader import keep_helpers_on_one_thread
+from service.runtime import threads_per_worker
 from tests.conftest import save_tiny_roberta
 
 

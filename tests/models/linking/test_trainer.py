@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,10 @@ def test_few_steps_lower_the_loss_and_write_a_loadable_model(tmp_path: Path) -> 
     (matches,) = engine.link([LinkQuery("France", "entity", (0, 6), top_k=1, num_beams=2)])
     assert matches and matches[0].id in {e.id for e in entities}
     assert (tmp_path / "model" / CHECKPOINT / "trainer_state.pt").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    weights = tmp_path / "model" / "model.safetensors"
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o666 & ~umask  # readable by a server running as another user
 
 
 def _resume(out_dir: Path, examples: list, config: TrainConfig, **options) -> TrainReport:
