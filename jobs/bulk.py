@@ -10,6 +10,7 @@ Ray (:mod:`jobs.runner`) and writes one output row per input row, in input order
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,27 +19,48 @@ from index.kb import file_sha256
 from index.manifest import MANIFEST_NAME
 from index.progress import Progress, no_progress
 from jobs.output import JobOutput, describe_inputs
-from jobs.rows import LINK_TEXTS, PAIRS, TEXTS, RowKind, read_rows, read_texts
-from jobs.runner import JobSummary, RunPlan, TaskRecipe, cores, run_job
-from jobs.tasks import LinkTexts, RankQueries, ScoreOptions, ScorePairs
+from jobs.rows import LINK_TEXTS, PAIRS, TEXTS, Row, RowKind, read_rows, read_texts
+from jobs.runner import JobSummary, RunPlan, TaskRecipe, run_job
+from jobs.tasks import Corpus, LinkTexts, RankQueries, ScoreOptions, ScorePairs
 from models.linking import LinkerSpec
+from models.loader import available_cores
 from models.similarity import EncoderSpec
 
 
-def similarity_plan(**choices: Any) -> RunPlan:
-    """The default plan of the similarity jobs: one single-threaded worker per core (one worker's
-    transport overlaps another's forward pass, as the server's encoder workers do), 64 rows a batch."""
-    workers = choices.pop("workers", None) or cores()
-    return RunPlan(workers=workers, threads=max(1, cores() // workers), batch_size=64, **choices)
+def similarity_plan(workers: int | None = None, threads: int | None = None, **choices: Any) -> RunPlan:
+    """The default plan of the similarity jobs: one single-threaded worker per core of this machine
+    (one worker's transport overlaps another's forward pass, as the server's encoder workers do), 64
+    rows a batch. On a cluster, give ``workers`` and ``threads`` for its nodes."""
+    threads = threads or (max(1, available_cores() // workers) if workers else 1)
+    workers = workers or max(1, available_cores() // threads)
+    return RunPlan(workers=workers, threads=threads, batch_size=64, **choices)
 
 
-def linking_plan(**choices: Any) -> RunPlan:
-    """The default plan of the linking job: one worker with every core (as the server's linker), 16 texts a batch."""
-    workers = choices.pop("workers", None) or 1
-    return RunPlan(workers=workers, threads=max(1, cores() // workers), batch_size=16, **choices)
+def linking_plan(workers: int | None = None, threads: int | None = None, **choices: Any) -> RunPlan:
+    """The default plan of the linking job: one worker with every core of this machine (as the
+    server's linker), 16 texts a batch."""
+    workers = workers or 1
+    threads = threads or max(1, available_cores() // workers)
+    return RunPlan(workers=workers, threads=threads, batch_size=16, **choices)
 
 
-def _rows_after(path: Path, kind: RowKind):
+def model_identity(model: str) -> dict[str, Any]:
+    """What identifies a model for resuming: its name, or a directory's files with their sizes and
+    modification times (a model retrained at the same path is another job)."""
+    directory = Path(model)
+    if not directory.is_dir():
+        return {"name": model}
+    files = {
+        path.name: [path.stat().st_size, path.stat().st_mtime_ns] for path in directory.iterdir() if path.is_file()
+    }
+    return {"path": str(directory.resolve()), "files": dict(sorted(files.items()))}
+
+
+def _encoder_identity(encoder: EncoderSpec) -> dict[str, Any]:
+    return {"encoder": {**asdict(encoder), "model": model_identity(encoder.model)}}
+
+
+def _rows_after(path: Path, kind: RowKind) -> Callable[[int], Iterator[Row]]:
     return lambda after_line: read_rows(path, kind, after_line)
 
 
@@ -77,7 +99,7 @@ def score(
 ) -> JobSummary:
     """Scores every pair of ``pairs`` (TSV ``a<TAB>b``, JSONL ``{"a", "b"}`` or Parquet) into ``out``."""
     plan = plan or similarity_plan()
-    job = {"command": "score", "inputs": describe_inputs([pairs]), "encoder": asdict(encoder), **asdict(options)}
+    job = {"command": "score", "inputs": describe_inputs([pairs]), **_encoder_identity(encoder), **asdict(options)}
     recipe = TaskRecipe(ScorePairs, (encoder, options, plan.threads))
     return _run(recipe, pairs, PAIRS, out, job, plan, lenient, progress)
 
@@ -98,15 +120,15 @@ def rank(
     Raises ``ValueError`` naming the line for a bad corpus row (the corpus is never skipped into).
     """
     plan = plan or similarity_plan()
-    texts = read_texts(corpus)
+    lines, texts = read_texts(corpus)
     job = {
         "command": "rank",
         "inputs": describe_inputs([queries, corpus]),
-        "encoder": asdict(encoder),
+        **_encoder_identity(encoder),
         "top_k": top_k,
         **asdict(options),
     }
-    recipe = TaskRecipe(RankQueries, (encoder, options, texts, top_k, plan.threads))
+    recipe = TaskRecipe(RankQueries, (encoder, options, Corpus(str(corpus), lines, texts), top_k, plan.threads))
     return _run(recipe, queries, TEXTS, out, job, plan, lenient, progress)
 
 
@@ -121,7 +143,7 @@ def link(
     """Links every text of ``texts`` (one per line, or JSONL with the request's fields) into ``out``."""
     plan = plan or linking_plan()
     manifest = Path(linker.index) / MANIFEST_NAME
-    linker_state = {**asdict(linker), "index": str(Path(linker.index).resolve())}
+    linker_state = {**asdict(linker), "index": str(Path(linker.index).resolve()), "model": model_identity(linker.model)}
     if manifest.is_file():  # a rebuilt index makes another job
         linker_state["index_manifest_sha256"] = file_sha256(manifest)
     job = {"command": "link", "inputs": describe_inputs([texts]), "linker": linker_state}

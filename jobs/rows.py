@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from index.kb import numbered_lines
+from models.linking.seq2seq import MENTION_END, MENTION_START
 
 TEXT_SUFFIXES = (".tsv", ".txt")
 JSONL_SUFFIXES = (".jsonl", ".json")
@@ -63,29 +64,47 @@ def _check_text(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _whole_number(row: dict[str, Any], key: str, default: int | None, least: int) -> int:
-    value = row.get(key, default)
+    """``row[key]`` (``default`` when absent or null), which must be an int of at least ``least``."""
+    value = row.get(key)
+    value = default if value is None else value
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise RowError(f'"{key}" must be a whole number of at least {least}, got {value!r}')
     return value
 
 
+LINK_FIELDS = {"text", "task", "mention", "top_k", "num_beams"}
+
+
 def _check_link(row: dict[str, Any]) -> dict[str, Any]:
-    checked: dict[str, Any] = {"text": _text(row, "text"), "task": row.get("task", "entity")}
+    if unknown := sorted(set(row) - LINK_FIELDS):
+        raise RowError(f"unknown field(s) {', '.join(map(repr, unknown))}; a row takes {sorted(LINK_FIELDS)}")
+    checked: dict[str, Any] = {"text": _text(row, "text"), "task": row.get("task") or "entity"}
     if checked["task"] not in ("entity", "kbqa"):
         raise RowError(f'"task" must be "entity" or "kbqa", got {checked["task"]!r}')
     checked["top_k"] = _whole_number(row, "top_k", 5, 1)
     checked["num_beams"] = _whole_number(row, "num_beams", max(5, checked["top_k"]), 1)
     if checked["top_k"] > checked["num_beams"]:
         raise RowError(f'"top_k" is {checked["top_k"]}, more than "num_beams" ({checked["num_beams"]})')
-    mention = row.get("mention")
-    if mention is not None:
-        if not isinstance(mention, dict):
-            raise RowError('"mention" must be an object {"start": ..., "end": ...}')
-        start, end = _whole_number(mention, "start", None, 0), _whole_number(mention, "end", None, 1)
-        if start is None or end is None or end <= start or end > len(checked["text"]):
-            raise RowError(f'"mention" must have 0 <= start < end <= {len(checked["text"])}, got {mention}')
-        checked["mention"] = [start, end]
+    if row.get("mention") is not None:
+        checked["mention"] = _mention(row["mention"], checked)
     return checked
+
+
+def _mention(mention: Any, checked: dict[str, Any]) -> list[int]:
+    """A mention span, checked as ``/link-entity`` checks it."""
+    text = checked["text"]
+    if checked["task"] != "entity":
+        raise RowError('"mention" applies to task "entity" only')
+    if not isinstance(mention, dict):
+        raise RowError('"mention" must be an object {"start": ..., "end": ...}')
+    start, end = _whole_number(mention, "start", None, 0), _whole_number(mention, "end", None, 1)
+    if end <= start or end > len(text):
+        raise RowError(f'"mention" must have 0 <= start < end <= {len(text)}, got {mention}')
+    if not text[start:end].strip():
+        raise RowError('"mention" covers only white space')
+    if MENTION_START in text or MENTION_END in text:
+        raise RowError(f"give the mention as a span or as {MENTION_START} markers, not both")
+    return [start, end]
 
 
 PAIRS = RowKind(("a", "b"), _check_pair)
@@ -160,13 +179,15 @@ def read_rows(path: Path, kind: RowKind, after_line: int = 0) -> Iterator[Row]:
             yield Row(line, problem=str(error))
 
 
-def read_texts(path: Path) -> list[str]:
-    """Every text of a corpus file (see :data:`TEXTS`); the first bad row raises ``ValueError`` naming it."""
-    texts = []
+def read_texts(path: Path) -> tuple[list[int], list[str]]:
+    """Every text of a corpus file (see :data:`TEXTS`) and its line; the first bad row raises
+    ``ValueError`` naming it."""
+    lines, texts = [], []
     for row in read_rows(path, TEXTS):
         if row.problem:
             raise ValueError(f"{path}:{row.line}: {row.problem}")
+        lines.append(row.line)
         texts.append(json.loads(row.values)["text"])
     if not texts:
         raise ValueError(f"{path}: no texts")
-    return texts
+    return lines, texts

@@ -11,16 +11,17 @@ where the batches run:
 
 Results come back in input order and are appended to the :class:`jobs.output.JobOutput` batch by
 batch. A bad row stops the job with :class:`BadRowError` naming the file and line, after every row
-before it is written (so a rerun continues there), or with ``lenient`` is skipped and counted.
+before it is written (so the same command with ``lenient`` continues there), or with ``lenient``
+is skipped and counted.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any, Literal
 from index.progress import Progress, no_progress
 from jobs.output import JobOutput
 from jobs.rows import Row
+from models.loader import available_cores
 
 Engine = Literal["local", "ray"]
 
@@ -68,11 +70,6 @@ class JobSummary:
     skipped: int
     problems: list[str]
     resumed_after: int
-
-
-def cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _columns(rows: list[Row]) -> dict[str, list[Any]]:
@@ -115,7 +112,7 @@ def _ray_results(recipe: TaskRecipe, rows: Iterable[Row], plan: RunPlan) -> Iter
     if started_here:
         ray.init(
             address=plan.address,
-            num_cpus=None if plan.address else cores(),
+            num_cpus=None if plan.address else available_cores(),
             log_to_driver=False,
             logging_level=logging.WARNING,
         )
@@ -150,29 +147,33 @@ def run_job(
 ) -> JobSummary:
     """Runs the task over ``rows(after_line)`` (the rows not yet done) and finishes ``output``.
 
-    Raises :class:`BadRowError` naming ``source`` and the line for the first bad row unless ``lenient``.
+    Raises :class:`BadRowError` naming ``source`` and the line for the first bad row unless
+    ``lenient``; the rows before it are written, so the same command with ``lenient`` continues
+    there. Whatever stops the job, its workers are stopped and the output's lock released.
     """
     resumed_after = output.done_through
     results = (_ray_results if plan.engine == "ray" else _local_results)(recipe, rows(resumed_after), plan)
-    for result in progress(results, "batches", total):
-        _write(output, result, source, lenient)
-    output.finish()
-    return JobSummary(output.written, output.skipped, output.problems, resumed_after)
+    try:
+        with closing(results):
+            for result in progress(results, "batches", total):
+                _write(output, result, source, lenient)
+        output.finish()
+    finally:
+        output.release()
+    problems = [f"{source}:{line}: {problem}" for line, problem in output.problems]
+    return JobSummary(output.written, output.skipped, problems, resumed_after)
 
 
 def _write(output: JobOutput, result: dict[str, Any], source: Path, lenient: bool) -> None:
-    """Appends one batch's rows in order: up to a bad row and then a failure, or all with bad ones skipped."""
-    lines, problems = [], []
+    """Appends one batch's rows in order: up to a bad row and then a failure, or all, bad ones as skips."""
+    rows = []
     for line, text, problem in zip(result["line"], result["output"], result["problem"], strict=True):
-        line = int(line)
-        if problem:
-            if not lenient:
-                output.append(lines, line - 1, [])
-                raise BadRowError(f"{source}:{line}: {problem}")
-            problems.append(f"{source}:{line}: {problem}")
-        else:
-            lines.append(_with_line(line, str(text)))
-    output.append(lines, int(result["line"][-1]), problems)
+        line, problem = int(line), str(problem)
+        if problem and not lenient:
+            output.append(rows)
+            raise BadRowError(f"{source}:{line}: {problem}")
+        rows.append((line, _with_line(line, str(text)) if not problem else "", problem))
+    output.append(rows)
 
 
 def _with_line(line: int, text: str) -> str:

@@ -15,7 +15,7 @@ Columns may arrive as lists or NumPy arrays (Ray), and leave as lists.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,9 +72,12 @@ class _Task:
         raise NotImplementedError
 
 
-def _one_by_one_on_error(work, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """``work(rows)``; if a row is refused (:class:`TextError`), each row alone, so that only the bad
-    ones fail (bad rows are rare: the fast path is one call for the batch)."""
+def _one_by_one_on_error(
+    work: Callable[[list[dict[str, Any]]], list[tuple[str, str]]], rows: list[dict[str, Any]], fields: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """``work(rows)``; if a text is refused (:class:`TextError`), each row alone, so that only the bad
+    ones fail, their problem naming the field (``fields``: the texts of one row, in the order the
+    engine gets them). Bad rows are rare: the fast path is one call for the batch."""
     try:
         return work(rows)
     except TextError:
@@ -83,7 +86,7 @@ def _one_by_one_on_error(work, rows: list[dict[str, Any]]) -> list[tuple[str, st
             try:
                 results.extend(work([row]))
             except TextError as error:
-                results.append(("", error.problem))
+                results.append(("", f'"{fields[error.index % len(fields)]}" {error.problem}'))
         return results
 
 
@@ -96,7 +99,7 @@ class ScorePairs(_Task):
         self.options = options
 
     def process(self, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-        return _one_by_one_on_error(self._score, rows)
+        return _one_by_one_on_error(self._score, rows, ("a", "b"))
 
     def _score(self, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
         scores = self.engine.compare(
@@ -108,22 +111,39 @@ class ScorePairs(_Task):
         return [(_dump({"distance": s.distance, "similarity": s.similarity}), "") for s in scores]
 
 
+@dataclass(frozen=True)
+class Corpus:
+    """The texts ``rank`` ranks, with the file and lines they come from (to name a bad one)."""
+
+    source: str
+    lines: list[int]
+    texts: list[str]
+
+
 class RankQueries(_Task):
     """``simlink rank``: rows ``{"text"}`` (queries) -> ``{"line", "results": [{"index", "distance",
     "similarity"}], "exact_solves", "pruned"}`` against a corpus encoded once per worker."""
 
     def __init__(
-        self, encoder: EncoderSpec, options: ScoreOptions, corpus: list[str], top_k: int, threads: int | None = None
+        self,
+        encoder: EncoderSpec,
+        options: ScoreOptions,
+        corpus: Corpus,
+        top_k: int,
+        threads: int | None = None,
     ) -> None:
         super().__init__(threads)
         _set_threads(threads)
         self.engine = SimilarityEngine(encoder.load())
         self.options = options
-        self.top_k = min(top_k, len(corpus))
-        self.corpus = self.engine.encoder.encode(corpus, truncate=options.truncate)
+        self.top_k = min(top_k, len(corpus.texts))
+        try:
+            self.corpus = self.engine.encoder.encode(corpus.texts, truncate=options.truncate)
+        except TextError as error:
+            raise ValueError(f"{corpus.source}:{corpus.lines[error.index]}: {error.problem}") from error
 
     def process(self, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-        return _one_by_one_on_error(self._rank, rows)
+        return _one_by_one_on_error(self._rank, rows, ("text",))
 
     def _rank(self, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
         queries = self.engine.encoder.encode([row["text"] for row in rows], truncate=self.options.truncate)

@@ -118,6 +118,11 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity, where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def keep_helpers_on_one_thread() -> None:
     """Runs NumPy/SciPy's BLAS and the tokenizer on the calling thread only.
 

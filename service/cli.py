@@ -369,29 +369,27 @@ TruncateOption = Annotated[bool, typer.Option(help="Cut texts over the token lim
 InputOption = Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Input file.")]
 
 
-def _plan(engine: str, address: Optional[str], workers: Optional[int], linking: bool = False):
+def _plan(engine: str, address: Optional[str], workers: Optional[int], threads: Optional[int], linking: bool = False):
     from jobs.bulk import linking_plan, similarity_plan
 
     if engine not in ("local", "ray"):
         raise _fail(f"--engine must be 'local' or 'ray', not {engine!r}")
     make = linking_plan if linking else similarity_plan
-    return make(engine=engine, address=address, workers=workers)
+    return make(workers, threads, engine=engine, address=address)
 
 
 def _similarity_job_setup(model, dtype, layer, max_tokens, method, truncate):
     """The encoder and the request options a similarity job uses: the server's settings and defaults,
     with the command line's options on top."""
     from jobs.tasks import ScoreOptions
-    from models.similarity import METHOD_NAMES
+    from models.similarity import DEFAULT_METHOD, METHOD_NAMES
     from service.runtime import encoder_spec
 
     settings = _settings(model=model, dtype=dtype, layer=layer, max_tokens=max_tokens)
     _check_model(settings)
     if method is not None and method not in METHOD_NAMES:
         raise _fail(f"--method must be one of {', '.join(METHOD_NAMES)}, not {method!r}")
-    options = ScoreOptions(truncate=truncate, skip_special_tokens=settings.skip_special_tokens)
-    if method is not None:
-        options = ScoreOptions(method, truncate, settings.skip_special_tokens)
+    options = ScoreOptions(method or DEFAULT_METHOD, truncate, settings.skip_special_tokens)
     return encoder_spec(settings), options
 
 
@@ -427,13 +425,14 @@ def score(
     engine: EngineOption = "local",
     address: AddressOption = None,
     workers: WorkersOption = None,
+    threads: Annotated[Optional[int], typer.Option(help="Torch threads per worker (default: cores / workers).")] = None,
     lenient: LenientOption = False,
 ) -> None:
     """Score every pair of a file, as POST /similarity would: one output row per pair, in order."""
     from jobs.bulk import score as score_job
 
     encoder, options = _similarity_job_setup(model, dtype, layer, max_tokens, method, truncate)
-    plan = _plan(engine, address, workers)
+    plan = _plan(engine, address, workers, threads)
     _run_bulk(lambda: score_job(input, out, encoder, options, plan, lenient, _progress), out)
 
 
@@ -456,13 +455,14 @@ def rank(
     engine: EngineOption = "local",
     address: AddressOption = None,
     workers: WorkersOption = None,
+    threads: Annotated[Optional[int], typer.Option(help="Torch threads per worker (default: cores / workers).")] = None,
     lenient: LenientOption = False,
 ) -> None:
     """Rank a corpus for every query, as POST /similarity/rank would (pruned, exact): one row per query."""
     from jobs.bulk import rank as rank_job
 
     encoder, options = _similarity_job_setup(model, dtype, layer, max_tokens, method, truncate)
-    plan = _plan(engine, address, workers)
+    plan = _plan(engine, address, workers, threads)
     _run_bulk(lambda: rank_job(queries, corpus, out, encoder, options, top_k, plan, lenient, _progress), out)
 
 
@@ -482,6 +482,7 @@ def link(
     engine: EngineOption = "local",
     address: AddressOption = None,
     workers: WorkersOption = None,
+    threads: Annotated[Optional[int], typer.Option(help="Torch threads per worker (default: cores / workers).")] = None,
     lenient: LenientOption = False,
 ) -> None:
     """Link every text of a file, as POST /link-entity would: one output row per text, in order."""
@@ -494,7 +495,7 @@ def link(
         raise _fail(str(error)) from error
     if spec is None:
         raise _fail("--model and --index are needed (or SIMLINK_LINK_MODEL and SIMLINK_LINK_INDEX)")
-    plan = _plan(engine, address, workers, linking=True)
+    plan = _plan(engine, address, workers, threads, linking=True)
     _run_bulk(lambda: link_job(input, out, spec, plan, lenient, _progress), out)
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 
 from models.admission import Admission, ShuttingDownError
 from models.linking import AsyncLinkingEngine, LinkerSpec, LinkingEngine
-from models.loader import ModelLoadError, keep_helpers_on_one_thread, set_torch_threads
+from models.loader import ModelLoadError, available_cores, keep_helpers_on_one_thread, set_torch_threads
 from models.similarity import AsyncSimilarityEngine, EncoderSpec, SimilarityEngine, TokenEncoder
 from service.observability import Metrics
 from service.settings import Settings
@@ -83,8 +82,7 @@ class Runtime:
 def threads_per_worker(workers: int) -> int:
     """The CPU cores this process may use, shared out among ``workers`` concurrent forward passes
     (server processes times encoder workers, when several processes share the cores)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers)
+    return max(1, available_cores() // workers)
 
 
 def encoder_spec(settings: Settings) -> EncoderSpec:

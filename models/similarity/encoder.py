@@ -8,6 +8,7 @@ expensive part that a server batches across requests.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -170,6 +171,7 @@ class TokenEncoder:
             raise ValueError(f"max_tokens {max_tokens} exceeds the model's {positions} positions")
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
+        self._tokenizer_lock = threading.Lock()
         self.layer = layer
         self.max_tokens = max_tokens
         self.batch_tokens = batch_tokens
@@ -203,6 +205,13 @@ class TokenEncoder:
         return result
 
     def _tokenize(self, texts: Sequence[str], truncation: bool) -> dict:
+        """One tokenizer call. Calls are serialised: a fast tokenizer keeps its truncation setting in
+        shared state, which transformers switches per call, so a cutting call in one thread could
+        otherwise cut (or break) another thread's call."""
+        with self._tokenizer_lock:
+            return self._call_tokenizer(texts, truncation)
+
+    def _call_tokenizer(self, texts: Sequence[str], truncation: bool) -> dict:
         return self.tokenizer(
             list(texts),
             truncation=truncation,

@@ -67,7 +67,7 @@ def test_lenient_skips_and_counts_unreadable_and_too_long_rows(tmp_path: Path) -
     summary = bulk.score(source, out, EncoderSpec(max_tokens=16), ScoreOptions(), PLAN, lenient=True)
     assert [row["line"] for row in _rows(out)] == [1, 4]
     assert summary.skipped == 2
-    assert summary.problems[0].startswith(f"{source}:2: ") and "16" in summary.problems[0]
+    assert summary.problems[0].startswith(f'{source}:2: "a" has ') and "16" in summary.problems[0]
     assert summary.problems[1] == f'{source}:3: "b" must be a string, got nothing'
 
 

@@ -41,7 +41,7 @@ def test_rows_after_a_line_are_the_rest(tmp_path: Path) -> None:
     path = tmp_path / "texts.txt"
     path.write_text("one\ttab kept\ntwo\nthree\n", encoding="utf-8")
     assert [row.line for row in read_rows(path, TEXTS, after_line=1)] == [2, 3]
-    assert read_texts(path)[0] == "one\ttab kept"
+    assert read_texts(path) == ([1, 2, 3], ["one\ttab kept", "two", "three"])
 
 
 def test_a_line_that_is_not_utf8_is_a_bad_row(tmp_path: Path) -> None:
@@ -72,6 +72,10 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
         {"text": "x", "task": "other"},
         {"text": "abc", "mention": {"start": 2, "end": 9}},
         {"text": "abc", "top_k": 6, "num_beams": 3},
+        {"text": "abc", "candidates": ["x"]},
+        {"text": "capital of Japan", "task": "kbqa", "mention": {"start": 0, "end": 3}},
+        {"text": "a   b", "mention": {"start": 1, "end": 3}},
+        {"text": "[START_ENT] Paris [END_ENT]", "mention": {"start": 12, "end": 17}},
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     read = _values(read_rows(path, LINK_TEXTS))
@@ -81,6 +85,10 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
     assert "task" in read[3][2]
     assert "mention" in read[4][2]
     assert read[5][2] == '"top_k" is 6, more than "num_beams" (3)'
+    assert read[6][2].startswith("unknown field(s) 'candidates'")
+    assert read[7][2] == '"mention" applies to task "entity" only'
+    assert read[8][2] == '"mention" covers only white space'
+    assert "not both" in read[9][2]
 
 
 def test_unknown_format_is_refused_by_name(tmp_path: Path) -> None:
