@@ -33,3 +33,15 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
     print("|" + "|".join("---" for _ in headers) + "|")
     for row in rows:
         print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
+def lookup_latencies_us(lookup: Callable[[list[int]], object], probes: Sequence[list[int]]) -> tuple[float, float]:
+    """p50 and p99 in microseconds of ``lookup(prefix)`` over ``probes``, each timed alone."""
+    import numpy as np
+
+    times = []
+    for prefix in probes:
+        begin = time.perf_counter_ns()
+        lookup(prefix)
+        times.append(time.perf_counter_ns() - begin)
+    return float(np.percentile(times, 50)) / 1000, float(np.percentile(times, 99)) / 1000

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import lookup_latencies_us
 from bench.trie import rss_mb
 from support.data import REPO
 
@@ -121,15 +122,6 @@ def _probe_sequences(index, rng: np.random.Generator, count: int) -> list[list[i
     return [index.entity_trie.sequence(sequence_id) for sequence_id in sequence_ids]
 
 
-def _latencies(lookup, probes: list[list[int]]) -> tuple[float, float]:
-    times = []
-    for prefix in probes:
-        begin = time.perf_counter_ns()
-        lookup(prefix)
-        times.append(time.perf_counter_ns() - begin)
-    return float(np.percentile(times, 50)) / 1000, float(np.percentile(times, 99)) / 1000
-
-
 def measure_loaded(path: str) -> dict:
     """Runs in a fresh process: open the index as the server does, then RSS and lookup latency by depth."""
     from index.linking_index import LinkingIndex
@@ -145,8 +137,8 @@ def measure_loaded(path: str) -> dict:
         eligible = [sequence for sequence in sequences if len(sequence) > depth]
         picks = rng.choice(len(eligible), size=min(PROBES, len(eligible)), replace=False)
         probes = [eligible[i][:depth] for i in picks]
-        _latencies(index.entity_trie.next_tokens, probes[:200])  # page in what the lookups touch
-        by_depth[depth] = _latencies(index.entity_trie.next_tokens, probes)
+        lookup_latencies_us(index.entity_trie.next_tokens, probes[:200])  # page in what the lookups touch
+        by_depth[depth] = lookup_latencies_us(index.entity_trie.next_tokens, probes)
     after = rss_mb()
     return {
         "rss_mb": loaded,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import print_table
+from bench.common import lookup_latencies_us, print_table
 from support.data import REPO
 
 END = 102
@@ -72,15 +72,6 @@ def _probes(sequences: list[list[int]], depth: int, rng: np.random.Generator) ->
     return [eligible[i][:depth] for i in picks]
 
 
-def _latencies(lookup, probes: list[list[int]]) -> tuple[float, float]:
-    times = []
-    for prefix in probes:
-        begin = time.perf_counter_ns()
-        lookup(prefix)
-        times.append(time.perf_counter_ns() - begin)
-    return float(np.percentile(times, 50)) / 1000, float(np.percentile(times, 99)) / 1000
-
-
 def measure_loaded(kind: str, path: str, count: int) -> dict:
     """Runs in a fresh process: load the saved trie, report RSS growth and lookup latency by depth."""
     from index.trie import TokenTrie
@@ -103,8 +94,8 @@ def measure_loaded(kind: str, path: str, count: int) -> dict:
     by_depth = {}
     for depth in DEPTHS:
         probes = _probes(sequences, depth, rng)
-        _latencies(lookup, probes[:200])  # warm caches and page in what the lookups touch
-        by_depth[depth] = _latencies(lookup, probes)
+        lookup_latencies_us(lookup, probes[:200])  # warm caches and page in what the lookups touch
+        by_depth[depth] = lookup_latencies_us(lookup, probes)
     paged_in = rss_mb() - after_sequences
     return {"rss_mb": loaded, "latency_us": by_depth, "rss_after_lookups_mb": loaded + paged_in}
 
