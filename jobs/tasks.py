@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from models.batching import with_threads
 from models.linking import EntityMatch, LinkerSpec, LinkQuery, PairMatch
-from models.loader import keep_helpers_on_one_thread
+from models.loader import keep_helpers_on_one_thread, set_torch_threads
 from models.similarity import DEFAULT_METHOD, EncoderSpec, SimilarityEngine, TextError
 from models.similarity.scoring import rank_candidates
 
@@ -36,15 +37,6 @@ class ScoreOptions:
     skip_special_tokens: bool | None = None
 
 
-def _set_threads(threads: int | None) -> None:
-    """torch's thread count for this worker (per calling thread: see :func:`models.batching.with_threads`)."""
-    if threads is not None:
-        import torch
-
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-
-
 def _dump(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False)
 
@@ -54,10 +46,13 @@ class _Task:
 
     def __init__(self, threads: int | None) -> None:
         keep_helpers_on_one_thread()  # as the server does; also keeps results the same in every worker layout
-        self.threads = threads
+        set_torch_threads(threads)  # for what the constructor computes (rank's corpus)
+        self._in_own_threads = with_threads(self._results, threads)  # each calling thread sets its own
 
     def __call__(self, batch: Batch) -> dict[str, list[Any]]:
-        _set_threads(self.threads)
+        return self._in_own_threads(batch)
+
+    def _results(self, batch: Batch) -> dict[str, list[Any]]:
         lines = [int(line) for line in batch["line"]]
         problems = [str(problem) for problem in batch["problem"]]
         good = [i for i, problem in enumerate(problems) if not problem]
@@ -133,7 +128,6 @@ class RankQueries(_Task):
         threads: int | None = None,
     ) -> None:
         super().__init__(threads)
-        _set_threads(threads)
         self.engine = SimilarityEngine(encoder.load())
         self.options = options
         self.top_k = min(top_k, len(corpus.texts))
