@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +24,10 @@ EMBEDDED = "embedded"
 
 SourceKind = Literal["embedded", "local", "hub"]
 DType = Literal["fp32", "bf16"]
+DTypeSetting = Literal["auto", "fp32", "bf16"]
+"""A precision as configured: ``auto`` picks one from the machine (:func:`choose_dtype`)."""
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+"""CPU features with native bf16 arithmetic, as Linux names them in ``/proc/cpuinfo``."""
 
 TORCH_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -48,6 +52,7 @@ class LoadedModel:
     tokenizer: Any
     source: ModelSource
     dtype: DType
+    dtype_reason: str = "set explicitly"
 
     @property
     def name(self) -> str:
@@ -69,6 +74,7 @@ class LoadedModel:
             "location": self.source.location,
             "architecture": type(self.model).__name__,
             "dtype": self.dtype,
+            "dtype_reason": self.dtype_reason,
             "parameters": self.parameter_count,
             "hidden_size": getattr(config, "hidden_size", None),
             "layers": getattr(config, "num_hidden_layers", None),
@@ -164,6 +170,37 @@ def loading(location: str, what: str = "load model", expected_warnings: bool = F
         hf_logging.set_verbosity(verbosity)
 
 
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU feature flags the kernel reports (empty where ``/proc/cpuinfo`` cannot be read)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    return frozenset(word for line in text.splitlines() if line.startswith("flags") for word in line.split()[2:])
+
+
+@dataclass(frozen=True)
+class DTypeChoice:
+    """The precision a model runs in, and why (shown on ``/info``)."""
+
+    dtype: DType
+    reason: str
+
+
+def choose_dtype(setting: str, flags: frozenset[str] | None = None) -> DTypeChoice:
+    """Resolves a precision setting. ``auto`` is bf16 where the CPU computes bf16 natively
+    (AVX512-BF16 or AMX), which is faster there with token vectors that keep their directions,
+    and fp32 elsewhere, where emulated bf16 is slower than fp32. ``ValueError`` for unknown names."""
+    if setting in ("fp32", "bf16"):
+        return DTypeChoice(setting, "set explicitly")  # type: ignore[arg-type]
+    if setting != "auto":
+        raise ValueError(f"unknown dtype {setting!r}; use auto, fp32 or bf16")
+    native = sorted(BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags))
+    if native:
+        return DTypeChoice("bf16", f"auto: the CPU computes bf16 natively ({', '.join(native)})")
+    return DTypeChoice("fp32", "auto: the CPU has no native bf16 (avx512_bf16 or amx_bf16)")
+
+
 def in_eval_mode(model: Any, dtype: DType) -> Any:
     """``model`` in ``dtype``, in eval mode (dropout off)."""
     model = model.to(TORCH_DTYPES[dtype])
@@ -194,8 +231,11 @@ def load_pretrained(source: ModelSource, model_class: Any, dtype: DType = "fp32"
     return LoadedModel(model=in_eval_mode(model, dtype), tokenizer=tokenizer, source=source, dtype=dtype)
 
 
-def load_encoder_model(model: str | None = None, dtype: DType = "fp32") -> LoadedModel:
-    """Loads a BERT-like encoder (``AutoModel``) for token vectors."""
+def load_encoder_model(model: str | None = None, dtype: str = "fp32") -> LoadedModel:
+    """Loads a BERT-like encoder (``AutoModel``) for token vectors; ``dtype`` may be ``auto``
+    (:func:`choose_dtype`), and the loaded model says which precision was chosen and why."""
     from transformers import AutoModel
 
-    return load_pretrained(resolve_model_source(model), AutoModel, dtype)
+    choice = choose_dtype(dtype)
+    loaded = load_pretrained(resolve_model_source(model), AutoModel, choice.dtype)
+    return replace(loaded, dtype_reason=choice.reason)

@@ -31,7 +31,7 @@ console = Console()
 ModelOption = Annotated[
     Optional[str], typer.Option(help="'embedded', a local Hugging Face model directory, or a hub name.")
 ]
-DTypeOption = Annotated[Optional[str], typer.Option(help="fp32 or bf16.")]
+DTypeOption = Annotated[Optional[str], typer.Option(help="auto, fp32 or bf16.")]
 LayerOption = Annotated[Optional[int], typer.Option(help="Hidden layer to use; -1 is the last.")]
 MaxTokensOption = Annotated[Optional[int], typer.Option(help="Most tokens per text.")]
 ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads.")]
@@ -139,7 +139,7 @@ def evaluate_sts(
         raise _fail(str(error)) from error
     loaded = encoder.loaded
     scores = spearman_by_method(encoder, pairs, skip_special_tokens=skip_special_tokens, progress=_progress)
-    typer.echo(f"{data}: {len(pairs)} pairs, {loaded.name} ({settings.dtype}), Spearman x 100")
+    typer.echo(f"{data}: {len(pairs)} pairs, {loaded.name} ({loaded.dtype}, {loaded.dtype_reason}), Spearman x 100")
     table = Table()
     table.add_column("method")
     table.add_column("spearman", justify="right")

@@ -36,8 +36,10 @@ class Settings(BaseSettings):
         "Hugging Face model directory, or a hub name.",
     )
     layer: int = Field(-1, description="Hidden layer whose token vectors are used; -1 is the last.")
-    dtype: Literal["fp32", "bf16"] = Field(
-        "fp32", description="Weights' precision. bf16 is faster on CPUs with AVX512-BF16/AMX."
+    dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Encoder weights' precision. auto: bf16 where the CPU computes it natively (AVX512-BF16 or "
+        "AMX), fp32 elsewhere; /info says which was chosen and why.",
     )
     torch_threads: int | None = Field(
         None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.loader import DType, LoadedModel, load_encoder_model
+from models.loader import DTypeSetting, LoadedModel, load_encoder_model
 from models.similarity.packed_model import PackedModel, PackingUnsupportedError, layer_output
 from models.similarity.packing import pack
 from models.similarity.transport import unit_rows
@@ -127,7 +127,7 @@ class EncoderSpec:
     and a bulk job sends one to each worker process, which loads the model once."""
 
     model: str = "embedded"
-    dtype: DType = "fp32"
+    dtype: DTypeSetting = "fp32"
     layer: int = -1
     max_tokens: int = 256
     batch_tokens: int = 4096

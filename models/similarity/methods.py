@@ -27,6 +27,10 @@ def _one_minus(distance: float) -> float:
     return 1.0 - distance
 
 
+def _one_minus_root(distance: float) -> float:
+    return 1.0 - float(np.sqrt(max(distance, 0.0)))
+
+
 def _inverse_one_plus(distance: float) -> float:
     return 1.0 / (1.0 + distance)
 
@@ -71,6 +75,17 @@ def _centroid(geometry: Geometry) -> DistanceFunction:
 
 _ROWS = (
     Method(
+        "anchored-wrd",
+        "WRD's masses with each token's direction averaged with its sentence's mean direction, "
+        "cost (1 − cosine)², solved exactly",
+        _exact(transport.ANCHORED_WRD),
+        _one_minus_root,
+        "1 − √distance",
+        alignment=True,
+        weights=transport.norm_masses,
+        bounds=transport.ANCHORED_WRD,
+    ),
+    Method(
         "wrd",
         "Word Rotator's Distance, solved exactly: masses ∝ vector norms, cost 1 − cosine",
         _exact(transport.WRD),
@@ -109,6 +124,15 @@ _ROWS = (
         weights=transport.uniform_masses,
     ),
     Method(
+        "cosine",
+        "pooled cosine: the cosine of the two mean token vectors (the sentence encoder's own score); no plan",
+        transport.pooled_cosine_distance,
+        _one_minus,
+        "1 − distance",
+        alignment=False,
+        weights=transport.uniform_masses,
+    ),
+    Method(
         "greedy",
         "greedy cosine matching (BERTScore F1); distance is 1 − F1",
         lambda x, y: transport.greedy_matching(x, y),
@@ -123,7 +147,7 @@ METHODS: dict[str, Method] = {method.name: method for method in _ROWS}
 """Every method by name, in the order documentation lists them."""
 
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
-DEFAULT_METHOD = "wrd"
+DEFAULT_METHOD = "anchored-wrd"
 
 
 def method_named(name: str) -> Method:

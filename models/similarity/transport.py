@@ -8,11 +8,16 @@ Shapes used throughout: ``x`` is ``(n, d)`` (the n token vectors of the first te
 ``(m, d)``, masses ``a`` are ``(n,)`` and ``b`` are ``(m,)``, each summing to 1, and cost and
 plan matrices are ``(n, m)``.
 
-Two geometries are defined:
+Three geometries are defined:
 
 * **WMD** (Word Mover's Distance): uniform masses, euclidean cost ``|x_i - y_j|``.
 * **WRD** (Word Rotator's Distance): masses proportional to the vector norms, cost
   ``1 - cos(x_i, y_j)``; the similarity is ``1 - WRD``, and ``0 <= WRD <= 2``.
+* **Anchored WRD**: WRD's masses, but each token's direction is first averaged with its sentence's
+  mean direction (:func:`anchored_directions`) and the cost is squared, ``(1 - cos)^2``, so the
+  distance is the square of a 2-Wasserstein distance, between 0 and 4. Anchoring puts back the
+  sentence-level meaning a sentence encoder is trained to give its mean vector; squaring makes one
+  badly matched token cost more than several slightly-off ones.
 
 Each geometry comes with two lower bounds that are much cheaper than the exact solve and are
 used to skip solves when ranking (Kusner et al., 2015):
@@ -107,6 +112,28 @@ def cosine_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.clip(cost, 0.0, 2.0, out=cost)
 
 
+def anchored_directions(x: np.ndarray) -> np.ndarray:
+    """``(n, d) -> (n, d)``: each token's unit direction plus its sentence's unit mean direction.
+
+    The mean of the token vectors is what sentence encoders are trained on (sentence-transformers'
+    mean pooling), so adding its direction to every token gives each token the sentence's context;
+    only directions matter to the cosine cost, so the sum is not rescaled. A token pointing exactly
+    against its sentence's mean would sum to zero and keeps its own direction instead.
+    """
+    directions = unit_rows(x)
+    mean = x.mean(axis=0)
+    anchored = directions + mean / max(float(np.linalg.norm(mean)), _EPS)
+    cancelled = row_norms(anchored) < 1e-6
+    anchored[cancelled] = directions[cancelled]
+    return anchored
+
+
+def anchored_cost(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(n, d), (m, d) -> (n, m)``: ``(1 - cos(x'_i, y'_j))^2`` between anchored directions, in ``[0, 4]``."""
+    cost = cosine_cost(anchored_directions(x), anchored_directions(y))
+    return np.square(cost, out=cost)
+
+
 def _euclidean_centroid(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=0)
 
@@ -134,6 +161,20 @@ def _rotator_centroid_gap(source: np.ndarray, targets: np.ndarray) -> np.ndarray
     return 0.5 * np.sum((targets - source[None, :]) ** 2, axis=1)
 
 
+def _anchored_centroid(x: np.ndarray) -> np.ndarray:
+    return norm_masses(x) @ unit_rows(anchored_directions(x))
+
+
+def _anchored_centroid_gap(source: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Anchored WRD >= (|c(x') - c(y')|^2 / 2)^2 with c(x') = sum_i a_i x'_i/|x'_i| over the anchored directions.
+
+    With unit vectors u_i, v_j the cost is (|u_i - v_j|^2 / 2)^2. For any plan T with marginals a, b,
+    Jensen's inequality for the convex t -> t^2 gives sum T_ij c_ij^2 >= (sum T_ij c_ij)^2, and the WRD
+    argument (see ``_rotator_centroid_gap``) bounds sum T_ij c_ij below by |c(x') - c(y')|^2 / 2 >= 0.
+    """
+    return np.square(_rotator_centroid_gap(source, targets))
+
+
 @dataclass(frozen=True)
 class Geometry:
     """How a text becomes a transport problem: token masses, the cost, and a centroid bound.
@@ -152,6 +193,7 @@ class Geometry:
 
 WMD = Geometry("wmd", uniform_masses, euclidean_cost, _euclidean_centroid, _euclidean_centroid_gap)
 WRD = Geometry("wrd", norm_masses, cosine_cost, _rotator_centroid, _rotator_centroid_gap)
+ANCHORED_WRD = Geometry("anchored-wrd", norm_masses, anchored_cost, _anchored_centroid, _anchored_centroid_gap)
 
 
 def solve_exact(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> Transport:
@@ -206,6 +248,15 @@ def centroid_distance(x: np.ndarray, y: np.ndarray, geometry: Geometry) -> float
     """Centroid lower bound of :func:`transport_distance` (see the geometry's ``centroid_gap``)."""
     x, y = _as_matrix(x, "x"), _as_matrix(y, "y")
     return float(geometry.centroid_gap(geometry.centroid(x), geometry.centroid(y)[None, :])[0])
+
+
+def pooled_cosine_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """``1 - cos(mean(x), mean(y))``: the sentence encoder's own score (mean pooling, then cosine), in ``[0, 2]``.
+
+    Not a transport distance: the single-vector reference the transport methods are measured against.
+    """
+    x, y = _as_matrix(x, "x"), _as_matrix(y, "y")
+    return float(cosine_cost(x.mean(axis=0)[None, :], y.mean(axis=0)[None, :])[0, 0])
 
 
 def greedy_matching(x: np.ndarray, y: np.ndarray) -> Transport:

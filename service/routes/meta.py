@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.loader import torch_threads
-from models.similarity.methods import METHODS
+from models.similarity.methods import DEFAULT_METHOD, METHODS
 from service.dependencies import RuntimeDep
 from service.errors import ErrorResponse, error_body
 from service.runtime import Runtime
@@ -67,6 +67,7 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
             }
             for name, method in METHODS.items()
         },
+        "default_method": DEFAULT_METHOD,
         "linker": _linker_info(runtime),
         "admission": {
             "encoder": runtime.similarity.admission.describe(),

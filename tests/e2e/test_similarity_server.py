@@ -11,13 +11,18 @@ import httpx
 import pytest
 
 from models.loader import embedded_model_dir
-from models.similarity import SimilarityEngine
+from models.similarity import METHOD_NAMES, SimilarityEngine
 from models.similarity.encoder import TokenEncoder
 from support.server import free_port, run_to_exit, running_server
 
 pytestmark = pytest.mark.e2e
 
-LIMITS = {"SIMLINK_MAX_PAIRS": "8", "SIMLINK_MAX_CANDIDATES": "40", "SIMLINK_MAX_BODY_BYTES": "20000"}
+LIMITS = {
+    "SIMLINK_DTYPE": "fp32",
+    "SIMLINK_MAX_PAIRS": "8",
+    "SIMLINK_MAX_CANDIDATES": "40",
+    "SIMLINK_MAX_BODY_BYTES": "20000",
+}
 PAIRS = [
     {"a": "A man is playing a guitar.", "b": "A person plays the guitar."},
     {"a": "A man is playing a guitar.", "b": "Stocks fell sharply on Monday."},
@@ -44,7 +49,7 @@ def post(server: str, path: str, body: dict) -> httpx.Response:
 
 
 def test_pairs_are_scored_in_order_as_the_engine_scores_them(server: str, encoder: TokenEncoder) -> None:
-    for method in ("wrd", "wmd", "rwmd", "wcd", "greedy"):
+    for method in METHOD_NAMES:
         response = post(server, "/similarity", {"pairs": PAIRS, "method": method})
         assert response.status_code == 200, response.text
         body = response.json()
@@ -68,7 +73,7 @@ def test_alignment_explains_the_transport(server: str) -> None:
 
 def test_ranking_returns_the_exhaustive_top_k(server: str, encoder: TokenEncoder) -> None:
     source = "A man is playing a guitar."
-    for method in ("wrd", "wmd", "greedy"):
+    for method in ("anchored-wrd", "wrd", "wmd", "greedy"):
         response = post(
             server, "/similarity/rank", {"source": source, "candidates": CANDIDATES, "method": method, "top_k": 4}
         )
@@ -96,7 +101,7 @@ def test_concurrent_requests_get_their_own_answers(server: str) -> None:
     [
         ("/similarity", {"pairs": [{"a": "", "b": "x"}]}, "pairs[0].a"),
         ("/similarity", {"pairs": [{"a": "x", "b": "   "}]}, "pairs[0].b"),
-        ("/similarity", {"pairs": PAIRS, "method": "cosine"}, "method"),
+        ("/similarity", {"pairs": PAIRS, "method": "jaccard"}, "method"),
         ("/similarity", {"pairs": []}, "pairs"),
         ("/similarity", {"pairs": PAIRS * 3}, "pairs"),
         ("/similarity", {"pairs": [PAIRS[0], {"a": "x", "b": "word " * 300}]}, "pairs[1].b"),
@@ -130,6 +135,7 @@ def test_health_info_metrics_and_docs(server: str) -> None:
     assert httpx.get(f"{server}/health").json()["status"] == "ok"
     info = httpx.get(f"{server}/info").json()
     assert info["encoder"]["source"] == "embedded" and info["encoder"]["dtype"] == "fp32"
+    assert info["encoder"]["dtype_reason"] == "set explicitly" and info["default_method"] == "anchored-wrd"
     assert info["limits"]["max_pairs"] == 8 and "wrd" in info["methods"]
     batching = info["batching"]
     assert batching["packing"] is True and batching["encoder_workers"] == 2

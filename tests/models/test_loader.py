@@ -51,3 +51,20 @@ def test_corrupt_weights_are_a_clear_error_naming_the_path(tmp_path: Path) -> No
     (target / "model.safetensors").write_bytes(b"this is not a safetensors file")
     with pytest.raises(ModelLoadError, match=f"could not load model from {target}"):
         load_encoder_model(str(target))
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(tmp_path: Path) -> None:
+    from models.loader import choose_dtype, cpu_flags
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n\nflags\t\t: fpu avx2\n")
+    assert {"avx512f", "amx_bf16", "fpu"} <= cpu_flags(cpuinfo)
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+    native = choose_dtype("auto", frozenset({"avx512f", "amx_bf16"}))
+    assert native.dtype == "bf16" and "amx_bf16" in native.reason
+    emulated = choose_dtype("auto", frozenset({"avx2", "avx512f"}))
+    assert emulated.dtype == "fp32" and "no native bf16" in emulated.reason
+    assert choose_dtype("fp32", frozenset({"amx_bf16"})).dtype == "fp32"
+    assert choose_dtype("bf16", frozenset()).dtype == "bf16"
+    with pytest.raises(ValueError, match="auto, fp32 or bf16"):
+        choose_dtype("fp16")

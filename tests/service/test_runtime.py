@@ -10,7 +10,8 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from models.loader import keep_helpers_on_one_thread
-from service.runtime import threads_per_worker
+from service.runtime import build_encoder, threads_per_worker
+from service.settings import Settings
 from tests.conftest import save_tiny_roberta
 
 
@@ -59,3 +60,12 @@ def test_malloc_arenas_are_capped_unless_the_environment_says_otherwise(monkeypa
     assert limit_malloc_arenas() is False  # the operator's choice stands
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert limit_malloc_arenas() is True  # glibc on Linux, as here and in the image
+
+
+def test_the_default_precision_is_chosen_from_the_cpu_and_says_why() -> None:
+    from models.loader import choose_dtype
+
+    loaded = build_encoder(Settings()).loaded
+    expected = choose_dtype("auto")
+    assert (loaded.dtype, loaded.dtype_reason) == (expected.dtype, expected.reason)
+    assert loaded.dtype_reason.startswith("auto: ")

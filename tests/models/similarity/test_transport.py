@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from models.similarity import transport
-from models.similarity.transport import WMD, WRD
+from models.similarity.transport import ANCHORED_WRD, WMD, WRD
 from support.reference import linprog_transport
 
 TOLERANCE = 1e-9
@@ -38,13 +38,14 @@ def pairs_of_clouds(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
 
 @given(token_clouds())
 def test_wrd_of_a_text_with_itself_is_zero(x: np.ndarray) -> None:
-    assert abs(transport.transport_distance(x, x, WRD).distance) <= TOLERANCE
+    for geometry in (WRD, ANCHORED_WRD):
+        assert abs(transport.transport_distance(x, x, geometry).distance) <= TOLERANCE
 
 
 @given(pairs_of_clouds())
 def test_distances_are_symmetric(pair: tuple[np.ndarray, np.ndarray]) -> None:
     x, y = pair
-    for geometry in (WRD, WMD):
+    for geometry in (WRD, WMD, ANCHORED_WRD):
         forward = transport.transport_distance(x, y, geometry).distance
         backward = transport.transport_distance(y, x, geometry).distance
         assert abs(forward - backward) <= TOLERANCE * max(1.0, forward)
@@ -57,9 +58,29 @@ def test_wrd_lies_between_zero_and_two(pair: tuple[np.ndarray, np.ndarray]) -> N
 
 
 @given(pairs_of_clouds())
+def test_anchored_wrd_lies_between_zero_and_four_and_its_masses_sum_to_one(pair: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = pair
+    distance = transport.transport_distance(x, y, ANCHORED_WRD).distance
+    assert -TOLERANCE <= distance <= 4 + TOLERANCE
+    for cloud in pair:
+        masses = ANCHORED_WRD.masses(cloud)
+        assert masses.min() >= 0 and abs(masses.sum() - 1) <= TOLERANCE
+
+
+def test_anchoring_mixes_each_token_with_its_sentence_direction() -> None:
+    x = np.array([[2.0, 0.0], [0.0, 1.0]])  # mean (1, 0.5)
+    mean_direction = np.array([1.0, 0.5]) / np.linalg.norm([1.0, 0.5])
+    expected = np.array([[1.0, 0.0], [0.0, 1.0]]) + mean_direction
+    np.testing.assert_allclose(transport.anchored_directions(x), expected)
+    y = np.array([[0.0, 3.0]])
+    cosines = transport.cosine_matrix(expected, transport.anchored_directions(y))
+    np.testing.assert_allclose(transport.anchored_cost(x, y), (1 - cosines) ** 2)
+
+
+@given(pairs_of_clouds())
 def test_relaxed_and_centroid_distances_bound_the_exact_one(pair: tuple[np.ndarray, np.ndarray]) -> None:
     x, y = pair
-    for geometry in (WMD, WRD):  # rwmd and wcd for WMD; their WRD counterparts used in ranking
+    for geometry in (WMD, WRD, ANCHORED_WRD):  # rwmd and wcd for WMD; their counterparts used in ranking
         exact = transport.transport_distance(x, y, geometry).distance
         assert transport.relaxed_distance(x, y, geometry).distance <= exact + TOLERANCE
         assert transport.centroid_distance(x, y, geometry) <= exact + TOLERANCE
@@ -68,7 +89,7 @@ def test_relaxed_and_centroid_distances_bound_the_exact_one(pair: tuple[np.ndarr
 @given(pairs_of_clouds())
 def test_plans_respect_both_marginals(pair: tuple[np.ndarray, np.ndarray]) -> None:
     x, y = pair
-    for geometry in (WMD, WRD):
+    for geometry in (WMD, WRD, ANCHORED_WRD):
         result = transport.transport_distance(x, y, geometry)
         np.testing.assert_allclose(result.plan.sum(axis=1), geometry.masses(x), atol=1e-12)
         np.testing.assert_allclose(result.plan.sum(axis=0), geometry.masses(y), atol=1e-12)

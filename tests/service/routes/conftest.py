@@ -22,6 +22,7 @@ from service.settings import Settings
 from tests.conftest import TinyLinker
 
 LIMITS = {
+    "dtype": "fp32",  # answers are compared with the fp32 engine of the session's fixture
     "max_pairs": 4,
     "max_candidates": 6,
     "max_tokens": 32,

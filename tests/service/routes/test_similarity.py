@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from models.similarity import SimilarityEngine
-from models.similarity.methods import METHOD_NAMES, METHODS
+from models.similarity.methods import DEFAULT_METHOD, METHOD_NAMES, METHODS
 from service.runtime import Runtime
 from tests.service.routes.conftest import LIMITS, Client, assert_names_field
 
@@ -66,7 +66,7 @@ def test_truncation_names_the_fields_it_cut(client: Client) -> None:
     [
         ("/similarity", {"pairs": [PAIRS[0], {"a": "x", "b": "word " * 40}]}, "pairs[1].b"),
         ("/similarity", {"pairs": PAIRS * 3}, "pairs"),
-        ("/similarity", {"pairs": PAIRS, "method": "cosine"}, "method"),
+        ("/similarity", {"pairs": PAIRS, "method": "jaccard"}, "method"),
         ("/similarity", {"pairs": PAIRS, "method": "wcd", "alignment": True}, "alignment"),
         ("/similarity/rank", {"source": "x", "candidates": ["y"] * 7}, "candidates"),
         ("/similarity/rank", {"source": "x", "candidates": ["y", "word " * 40]}, "candidates[1]"),
@@ -79,7 +79,7 @@ def test_bad_requests_name_the_field(client: Client, path: str, body: dict, fiel
 def test_the_schema_offers_exactly_the_tables_methods(client: Client) -> None:
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     method = schema["SimilarityRequest"]["properties"]["method"]
-    assert method["enum"] == list(METHOD_NAMES) and method["default"] == "wrd"
+    assert method["enum"] == list(METHOD_NAMES) and method["default"] == DEFAULT_METHOD == "anchored-wrd"
     assert all(row.description in method["description"] for row in METHODS.values())
     assert LIMITS["max_pairs"] == 4  # the limits these tests rely on
 
