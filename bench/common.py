@@ -11,9 +11,9 @@ from support.data import data_dir
 
 def stsb_pairs(split: str = "dev") -> list[tuple[str, str]]:
     """The sentence pairs of STS-B ``split``, in file order."""
-    from evaluation.sts import read_sts_pairs
+    from models.similarity.gold_pairs import read_gold_pairs
 
-    return [(p.a, p.b) for p in read_sts_pairs(data_dir() / "stsb" / f"sts-{split}.csv")]
+    return [(p.a, p.b) for p in read_gold_pairs(data_dir() / "stsb" / f"sts-{split}.csv")]
 
 
 def median_seconds(work: Callable[[], object], repeats: int, min_seconds: float = 0.0) -> float:

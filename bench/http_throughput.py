@@ -18,7 +18,7 @@ in rounds, with the reference measured before and after each of them; each rate 
 the mean of the two references around it, and the table gives medians over the rounds. Also
 printed: the mean texts per encoder batch the server formed (from its /metrics).
 
-    python -m bench.http_throughput [--dtype bf16] [--clients 16] [--rounds 5]
+    python -m bench.http_throughput [--dtype auto] [--method anchored-wrd] [--clients 16] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ import httpx
 
 from bench.common import print_table, stsb_pairs
 from bench.load_client import post_all, prepare_post
+from models.loader import choose_dtype
+from models.similarity.methods import DEFAULT_METHOD, METHOD_NAMES
 from support.server import running_server
 
 BATCH_SIZES = (8, 16, 32, 64, 128)
@@ -169,10 +171,10 @@ def reference_in_processes(
             worker.join(timeout=30)
 
 
-def http_rate(base_url: str, pairs: list[tuple[str, str]], per_request: int, clients: int) -> float:
+def http_rate(base_url: str, pairs: list[tuple[str, str]], per_request: int, clients: int, method: str) -> float:
     """Pairs per second over HTTP with ``clients`` concurrent clients, ``per_request`` pairs per request."""
     bodies = [
-        {"pairs": [{"a": a, "b": b} for a, b in pairs[start : start + per_request]], "method": "wrd"}
+        {"pairs": [{"a": a, "b": b} for a, b in pairs[start : start + per_request]], "method": method}
         for start in range(0, len(pairs), per_request)
     ]
     requests = [prepare_post(base_url, "/similarity", body) for body in bodies]
@@ -224,11 +226,14 @@ def median_row(label: str, measurements: list[tuple[float, float]]) -> tuple[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"], help="default: the server's")
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHOD_NAMES, help="default: the server's")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     from service.settings import Settings
+
+    args.dtype = choose_dtype(args.dtype).dtype  # the reference needs the precision the server picks
 
     pairs = stsb_pairs("dev")
     texts = [text for pair in pairs for text in pair]
@@ -252,12 +257,12 @@ def main() -> None:
         reference_in_processes(texts, args.dtype, workers, best_batch) as in_processes,
         running_server(server_env) as url,
     ):
-        http_rate(url, pairs, 8, args.clients)  # unmeasured warm-up
+        http_rate(url, pairs, 8, args.clients, args.method)  # unmeasured warm-up
         batch_means: list[float] = []
 
         def eight_per_request() -> float:
             texts_before, batches_before = encoder_batches(url)
-            rate = http_rate(url, pairs, 8, args.clients)
+            rate = http_rate(url, pairs, 8, args.clients, args.method)
             texts_after, batches_after = encoder_batches(url)
             batch_means.append((texts_after - texts_before) / (batches_after - batches_before))
             return rate
@@ -267,7 +272,7 @@ def main() -> None:
             limit=lambda: reference(best_batch) / 2,  # two sentences per pair
             paths={
                 "HTTP 8/request": eight_per_request,
-                "HTTP 1/request": lambda: http_rate(url, pairs, 1, args.clients),
+                "HTTP 1/request": lambda: http_rate(url, pairs, 1, args.clients, args.method),
                 f"HF forward in {workers} processes": lambda: in_processes() / 2,
                 "our encoder alone": lambda: ours_alone() / 2,
             },
@@ -279,7 +284,12 @@ def main() -> None:
     limits = [limit for _, limit in rows["HTTP 8/request"]]
     print()
     print_table(
-        [f"path (wrd, {args.dtype}), median of {args.rounds} rounds", "pairs/s", "ratio to limit", "ratio range"],
+        [
+            f"path ({args.method}, {args.dtype}), median of {args.rounds} rounds",
+            "pairs/s",
+            "ratio to limit",
+            "ratio range",
+        ],
         [
             (
                 f"Hugging Face forward, batch {best_batch}, length-sorted, torch's threads: the limit",

@@ -1,70 +1,18 @@
 """Semantic textual similarity evaluation: Spearman correlation of each method with gold scores.
 
-Reads the STS Benchmark CSV (tab-separated, no header, no quoting; score in field 5, the
-sentences in fields 6 and 7) and SICK (tab-separated with a header naming ``sentence_A``,
-``sentence_B`` and ``relatedness_score``).
+The pairs come from :func:`models.similarity.gold_pairs.read_gold_pairs` (STS Benchmark, SICK,
+JSONL or TSV), the reader ``simlink tune`` trains from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from scipy.stats import spearmanr
 
 from index.progress import Progress, no_progress
 from models.similarity import METHOD_NAMES, TokenEncoder, score_pairs
-
-
-@dataclass(frozen=True)
-class GoldPair:
-    """Two sentences and their human similarity score."""
-
-    a: str
-    b: str
-    gold: float
-
-
-class StsFormatError(ValueError):
-    """A line of an STS file could not be read; the message names the file and line."""
-
-
-def read_sts_pairs(path: Path) -> list[GoldPair]:
-    """Reads an STS Benchmark or SICK file into gold pairs."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    if lines and lines[0].startswith("pair_ID\t"):
-        return _read_sick(path, lines)
-    pairs = []
-    for number, line in enumerate(lines, start=1):
-        fields = line.split("\t")
-        if len(fields) < 7:
-            raise StsFormatError(f"{path}:{number}: expected at least 7 tab-separated fields, got {len(fields)}")
-        pairs.append(GoldPair(fields[5], fields[6], _score(fields[4], path, number)))
-    return pairs
-
-
-def _read_sick(path: Path, lines: list[str]) -> list[GoldPair]:
-    header = lines[0].split("\t")
-    try:
-        a, b, score = header.index("sentence_A"), header.index("sentence_B"), header.index("relatedness_score")
-    except ValueError as error:
-        raise StsFormatError(f"{path}:1: SICK header lacks sentence_A, sentence_B or relatedness_score") from error
-    pairs = []
-    for number, line in enumerate(lines[1:], start=2):
-        fields = line.split("\t")
-        if len(fields) < len(header):
-            raise StsFormatError(f"{path}:{number}: expected {len(header)} fields, got {len(fields)}")
-        pairs.append(GoldPair(fields[a], fields[b], _score(fields[score], path, number)))
-    return pairs
-
-
-def _score(value: str, path: Path, number: int) -> float:
-    try:
-        return float(value)
-    except ValueError as error:
-        raise StsFormatError(f"{path}:{number}: score {value!r} is not a number") from error
-
+from models.similarity.gold_pairs import GoldPair
 
 _TEXTS_PER_PROGRESS_STEP = 256
 

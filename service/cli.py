@@ -118,9 +118,19 @@ def _progress(items: Iterable[T], description: str, total: int | None = None) ->
     return track(items, description=description, total=total, console=console, transient=True)
 
 
+GoldPairsOption = Annotated[
+    Path,
+    typer.Option(
+        help="Scored pairs: STS Benchmark .csv, SICK .txt, JSONL {a, b, score} or TSV a<TAB>b<TAB>score.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
+
 @evaluate_app.command("sts")
 def evaluate_sts(
-    data: Annotated[Path, typer.Option(help="An STS Benchmark .csv or SICK .txt file.", exists=True, dir_okay=False)],
+    data: GoldPairsOption,
     model: ModelOption = None,
     dtype: DTypeOption = None,
     layer: LayerOption = None,
@@ -128,14 +138,15 @@ def evaluate_sts(
     skip_special_tokens: Annotated[bool, typer.Option(help="Leave [CLS]/[SEP] out of the transport.")] = False,
 ) -> None:
     """Print the Spearman correlation (x100) of every method with the gold scores."""
-    from evaluation.sts import StsFormatError, read_sts_pairs, spearman_by_method
+    from evaluation.sts import spearman_by_method
+    from models.similarity.gold_pairs import GoldPairFormatError, read_gold_pairs
     from service.runtime import build_encoder
 
     settings = _settings(model=model, dtype=dtype, layer=layer, torch_threads=threads)
     try:
-        pairs = read_sts_pairs(data)
+        pairs = read_gold_pairs(data)
         encoder = build_encoder(settings)
-    except (StsFormatError, ModelLoadError, ValueError) as error:
+    except (GoldPairFormatError, ModelLoadError, ValueError) as error:
         raise _fail(str(error)) from error
     loaded = encoder.loaded
     scores = spearman_by_method(encoder, pairs, skip_special_tokens=skip_special_tokens, progress=_progress)
@@ -353,6 +364,72 @@ def train(
     typer.echo(f"model written to {out}")
 
 
+@app.command()
+def tune(
+    pairs: GoldPairsOption,
+    out: Annotated[Path, typer.Option(help="Model directory to write (SIMLINK_MODEL serves it).")],
+    method: Annotated[
+        str, typer.Option(help="The similarity to tune for: anchored-wrd, wrd or cosine.")
+    ] = "anchored-wrd",
+    model: ModelOption = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the pairs.", min=0.01)] = 4.0,
+    minutes: Annotated[Optional[float], typer.Option(help="Time budget; stops (and saves) when spent.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Pairs per step.", min=1)] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 2e-5,
+    seed: Annotated[int, typer.Option(help="Seed for the order and dropout.")] = 0,
+    dev: Annotated[
+        Optional[Path],
+        typer.Option(help="Scored pairs to report Spearman on before and after (never trained on).", exists=True),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint if there is one.")] = False,
+    threads: ThreadsOption = None,
+) -> None:
+    """Fine-tune the encoder on scored pairs so that a similarity method tracks the scores."""
+    from models.loader import set_torch_threads
+    from models.similarity.gold_pairs import GoldPairFormatError, read_gold_pairs
+    from models.similarity.tuning import TuneConfig, load_for_tuning
+    from models.similarity.tuning import tune as run_tuning
+
+    set_torch_threads(threads)
+    config = TuneConfig(method, epochs, minutes, batch_size, learning_rate, seed=seed)
+    try:
+        examples = read_gold_pairs(pairs)
+        dev_pairs = read_gold_pairs(dev) if dev else None
+        start = _settings(model=model).model
+        before = _dev_spearman(start, dev_pairs, method) if dev_pairs else None
+        loaded = load_for_tuning(start, out, resume)
+    except (GoldPairFormatError, ModelLoadError, ValueError) as error:
+        raise _fail(str(error)) from error
+    typer.echo(f"{len(examples)} pairs from {pairs}; tuning {loaded.name} for {method} into {out}")
+    with Progress(*Progress.get_default_columns(), TextColumn("loss {task.fields[loss]}"), console=console) as bar:
+        task = bar.add_task("tuning", total=None, loss="-")
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss=f"{loss:.4f}")
+
+        try:
+            report = run_tuning(loaded, examples, out, config, resume=resume, on_step=on_step)
+        except ValueError as error:
+            raise _fail(str(error)) from error
+    typer.echo(
+        f"stopped by {report.stopped_by} at step {report.steps} ({report.steps_this_run} steps in "
+        f"{report.seconds:.0f} s, {report.pairs_per_second:.1f} pairs/s); loss {report.first_loss:.4f} -> "
+        f"{report.last_loss:.4f}"
+    )
+    if dev_pairs:
+        after = _dev_spearman(str(out), dev_pairs, method)
+        typer.echo(f"{dev}: Spearman x 100 of {method} {before:.2f} -> {after:.2f}")
+    typer.echo(f"model written to {out}; serve it with SIMLINK_MODEL={out}")
+
+
+def _dev_spearman(model: str, pairs: list, method: str) -> float:
+    from evaluation.sts import spearman_by_method
+    from models.loader import load_encoder_model
+    from models.similarity import TokenEncoder
+
+    return spearman_by_method(TokenEncoder(load_encoder_model(model, "fp32")), pairs, [method])[method]
+
+
 EngineOption = Annotated[
     str, typer.Option(help="'local' (this process) or 'ray' (Ray Data: a local Ray, or the cluster at --address).")
 ]
@@ -364,7 +441,7 @@ JobOutOption = Annotated[
     Path, typer.Option(help="Output: .jsonl or .parquet; a killed job rerun with the same command continues.")
 ]
 LenientOption = Annotated[bool, typer.Option(help="Skip and count bad rows instead of stopping at the first.")]
-MethodOption = Annotated[Optional[str], typer.Option(help="Similarity method (default: the server's, wrd).")]
+MethodOption = Annotated[Optional[str], typer.Option(help="Similarity method (default: the server's, anchored-wrd).")]
 TruncateOption = Annotated[bool, typer.Option(help="Cut texts over the token limit instead of refusing the row.")]
 InputOption = Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Input file.")]
 

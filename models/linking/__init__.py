@@ -39,7 +39,7 @@ _EXPORTS = {
     "TrainConfig": "trainer",
     "TrainReport": "trainer",
     "train": "trainer",
-    "latest_checkpoint": "trainer",
+    "latest_checkpoint": "trainer",  # re-exported from models.checkpoints
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -12,9 +12,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,13 +22,12 @@ from pathlib import Path
 import torch
 
 from index.trie import TokenTrie
+from models.checkpoints import latest_checkpoint, readable_as_umask, resume_step, save_checkpoint
 from models.linking.generation import constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, load_seq2seq_model, shorten_decoder
 from models.linking.training_data import Example, target_ids
 
 logger = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint"
-STATE_FILE = "trainer_state.pt"
 
 
 @dataclass
@@ -125,14 +122,6 @@ def training_fingerprint(train_set: Sequence[Example], config: TrainConfig) -> s
     return digest.hexdigest()
 
 
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    """The newest complete checkpoint under ``out_dir`` (also one left aside by a stop mid-swap), or None."""
-    for candidate in (out_dir / CHECKPOINT, out_dir / f"{CHECKPOINT}.old"):
-        if (candidate / STATE_FILE).is_file():
-            return candidate
-    return None
-
-
 def load_for_training(
     model: str | None, out_dir: Path, resume: bool, seed: int = 0, decoder_layers: int | None = None
 ) -> Seq2SeqModel:
@@ -155,50 +144,6 @@ def load_for_training(
     if checkpoint is None:
         raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
     return load_seq2seq_model(str(checkpoint))
-
-
-def readable_as_umask(directory: Path) -> None:
-    """Gives the files at the top of ``directory`` the permissions a plain new file gets (0666 less the
-    umask). The weights file comes out owner-only, so that a server running as another user (the
-    Docker image's) could not read a model trained on the host."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in directory.iterdir():
-        if path.is_file():
-            path.chmod(0o666 & ~umask)
-
-
-def _save_checkpoint(
-    out_dir: Path, model: Seq2SeqModel, optimizer: torch.optim.Optimizer, step: int, fingerprint: str
-) -> None:
-    """Writes aside, then swaps in: a stop at any moment leaves a complete checkpoint behind."""
-    directory, staging, old = (out_dir / name for name in (CHECKPOINT, f"{CHECKPOINT}.tmp", f"{CHECKPOINT}.old"))
-    for leftover in (staging, old):
-        if leftover.exists() and latest_checkpoint(out_dir) != leftover:
-            shutil.rmtree(leftover)
-    model.model.save_pretrained(staging)
-    model.tokenizer.save_pretrained(staging)
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "fingerprint": fingerprint}, staging / STATE_FILE)
-    if directory.exists():
-        directory.rename(old)
-    staging.rename(directory)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def _resume_step(out_dir: Path, optimizer: torch.optim.Optimizer, fingerprint: str) -> int:
-    checkpoint = latest_checkpoint(out_dir)
-    if checkpoint is None:
-        raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
-    state = torch.load(checkpoint / STATE_FILE, weights_only=False)
-    if state.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"the checkpoint in {checkpoint} was trained on other examples, batch size, seed or dev split; "
-            "resume with the same data and options, or train into a new directory"
-        )
-    optimizer.load_state_dict(state["optimizer"])
-    logger.info("resuming from step %d", state["step"])
-    return int(state["step"])
 
 
 def _dev_metrics(
@@ -258,7 +203,7 @@ def train(
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = max(1, int(config.epochs * steps_per_epoch))
     fingerprint = training_fingerprint(train_set, config)
-    step = first_step = _resume_step(out_dir, optimizer, fingerprint) if resume else 0
+    step = first_step = resume_step(out_dir, optimizer, fingerprint) if resume else 0
     model.model.train()
     started = time.monotonic()
     first_loss = last_loss = math.nan
@@ -288,9 +233,9 @@ def train(
             stopped_by = "step budget"
             break
         if step % config.checkpoint_every == 0:
-            _save_checkpoint(out_dir, model, optimizer, step, fingerprint)
+            save_checkpoint(out_dir, model.model, model.tokenizer, optimizer, step, fingerprint)
     seconds = time.monotonic() - started
-    _save_checkpoint(out_dir, model, optimizer, step, fingerprint)
+    save_checkpoint(out_dir, model.model, model.tokenizer, optimizer, step, fingerprint)
     dev = _dev_metrics(model, batches, dev_set, examples, config.batch_size)
     model.model.save_pretrained(out_dir)
     model.tokenizer.save_pretrained(out_dir)

@@ -28,7 +28,7 @@ def _one_minus(distance: float) -> float:
 
 
 def _one_minus_root(distance: float) -> float:
-    return 1.0 - float(np.sqrt(max(distance, 0.0)))
+    return 1.0 - max(distance, 0.0) ** 0.5  # operators only, so that tuning can apply it to torch scalars
 
 
 def _inverse_one_plus(distance: float) -> float:

@@ -74,3 +74,22 @@ def test_bulk_commands_fail_clearly(tmp_path: Path) -> None:
     assert exists.exit_code == 2 and "exists; delete it" in exists.output and out.read_text() == "kept\n"
     no_linker = runner.invoke(app, ["link", "--input", str(source), "--out", str(tmp_path / "l.jsonl")])
     assert no_linker.exit_code == 2 and "--model and --index are needed" in no_linker.output
+
+
+def test_tune_writes_a_model_that_evaluate_sts_loads(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    sentences = [line.split("\t")[5:7] for line in STSB_LINES]
+    pairs.write_text("".join(f"{a}\t{b}\t{score}\n" for score, (a, b) in enumerate(sentences)))
+    out = tmp_path / "tuned"
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["tune", "--pairs", str(pairs), "--out", str(out), "--epochs", "1", "--batch-size", "2", "--dev", str(pairs)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "stopped by epochs at step 2" in result.output and "Spearman x 100 of anchored-wrd" in result.output
+    assert f"SIMLINK_MODEL={out}" in result.output
+    evaluated = runner.invoke(app, ["evaluate", "sts", "--data", str(pairs), "--model", str(out), "--dtype", "fp32"])
+    assert evaluated.exit_code == 0 and "tuned (fp32, set explicitly)" in evaluated.output, evaluated.output
+    refused = runner.invoke(app, ["tune", "--pairs", str(pairs), "--out", str(out), "--method", "greedy"])
+    assert refused.exit_code == 2 and "cannot be tuned" in refused.output

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.sts import read_sts_pairs, spearman_by_method
+from evaluation.sts import spearman_by_method
 from models.similarity.encoder import TokenEncoder
+from models.similarity.gold_pairs import read_gold_pairs
 
 COLUMNS = {"WRD": "wrd", "WMD": "wmd", "greedy": "greedy"}
 
@@ -38,7 +39,7 @@ def test_stsb_dev_spearman_matches_the_reference(
     encoder: TokenEncoder, data_dir: Path, skip_special_tokens: bool
 ) -> None:
     expected = reference_rows(data_dir / "SOURCES.md")[skip_special_tokens]
-    pairs = read_sts_pairs(data_dir / "stsb" / "sts-dev.csv")
+    pairs = read_gold_pairs(data_dir / "stsb" / "sts-dev.csv")
     assert len(pairs) == 1500
     measured = spearman_by_method(encoder, pairs, list(expected), skip_special_tokens=skip_special_tokens)
     for method, value in expected.items():
