@@ -105,7 +105,8 @@ class TuneConfig:
     """How to tune; saved beside the model as ``tune_config.json``.
 
     The defaults are sentence-transformers' STS-B recipe: 4 epochs of batches of 16, AdamW at 2e-5
-    with a linear warm-up over the first 10 % of steps and a linear decay to zero.
+    with a linear warm-up over the first 10 % of steps and a linear decay to zero. ``bf16`` runs the
+    encoder under bf16 autocast (weights and optimizer stay fp32; the transport is solved in float64).
     """
 
     method: str = DEFAULT_METHOD
@@ -118,6 +119,7 @@ class TuneConfig:
     seed: int = 0
     max_tokens: int = 128
     layer: int = -1
+    bf16: bool = True
     checkpoint_every: int = 200
 
 
@@ -250,7 +252,8 @@ def tune(
         chosen = order[position * config.batch_size : (position + 1) * config.batch_size]
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, total_steps, config)
-        loss = batches.loss([pairs[i] for i in chosen], [targets[i] for i in chosen])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            loss = batches.loss([pairs[i] for i in chosen], [targets[i] for i in chosen])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(loaded.model.parameters(), 1.0)
         optimizer.step()

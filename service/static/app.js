@@ -417,6 +417,7 @@ async function start() {
           return option;
         }),
       );
+      select.value = state.info.default_method;
     }
     if (state.info.linker === null) {
       byId("link-notice").textContent = "No linker is loaded on this server; /link-entity will answer 503.";

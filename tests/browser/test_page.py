@@ -123,7 +123,9 @@ def test_compare_shows_the_apis_score_and_draws_its_plan(visit: Visit, server: s
     visit.open()
     compare(visit, A, B)
     visit.page.wait_for_selector("#compare-result:not([hidden])")
-    body = {"pairs": [{"a": A, "b": B}], "method": "wrd", "alignment": "full", "tokens": True, "cosine": True}
+    default = httpx.get(f"{server}/info").json()["default_method"]
+    assert visit.page.input_value("#compare-method") == default == "anchored-wrd"
+    body = {"pairs": [{"a": A, "b": B}], "method": default, "alignment": "full", "tokens": True, "cosine": True}
     expected = httpx.post(f"{server}/similarity", json={**body, "skip_special_tokens": False}).json()["results"][0]
     assert visit.page.text_content("#compare-similarity") == f"{expected['similarity']:.4f}"
     drawn = [cell for cell in expected["alignment"] if cell["mass"] >= FLOW_MIN_MASS]
