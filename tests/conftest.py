@@ -158,3 +158,40 @@ def save_tiny_seq2seq(kind: str, directory: Path, init_range: float = 0.02) -> P
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+CHINESE_ENTITIES = [
+    {
+        "id": "person:liu_xiaohua_professor",
+        "name": "刘晓华（广东工业大学教授）",
+        "aliases": ["刘晓华"],
+        "description": "刘晓华是广东工业大学的教授。",
+    },
+    {
+        "id": "person:liu_xiaohua_actor",
+        "name": "刘晓华（演员）",
+        "aliases": ["刘晓华"],
+        "description": "刘晓华是演员。",
+    },
+    {"id": "city:beijing", "name": "北京", "aliases": ["北京市"], "description": "北京是中国的首都。"},
+    {"id": "city:shanghai", "name": "上海", "aliases": ["上海市"], "description": "上海是中国的城市。"},
+    {"id": "river:yangtze", "name": "长江", "aliases": ["扬子江"], "description": "长江是中国最长的河流。"},
+    {"id": "game:longjing", "name": "龙晶（游戏）", "aliases": ["龙晶"], "description": "龙晶是一款游戏。"},
+]
+CHINESE_FACTS = [
+    "北京 ||| 所属国家 ||| 中国",
+    "上海 ||| 所属国家 ||| 中国",
+    "长江 ||| 长度 ||| 6300公里",
+    "刘晓华（广东工业大学教授） ||| 职业 ||| 教授",
+    "刘晓华（演员） ||| 代表作品 ||| 情满珠江",
+    "龙晶（游戏） ||| 繁体 ||| 龍晶",
+]
+
+
+def write_chinese_kb(directory: Path) -> tuple[Path, Path]:
+    """The tiny Chinese knowledge base: names with full-width brackets, two people of one name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    entities, facts = directory / "entities.jsonl", directory / "facts.txt"
+    entities.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in CHINESE_ENTITIES), encoding="utf-8")
+    facts.write_text("".join(fact + "\n" for fact in CHINESE_FACTS), encoding="utf-8")
+    return entities, facts

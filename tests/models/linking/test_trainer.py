@@ -137,3 +137,16 @@ def test_a_shorter_decoder_keeps_its_first_layers_and_saves_its_depth(tmp_path: 
             load_for_training(str(source), tmp_path / "out", resume=False, decoder_layers=impossible)
     with pytest.raises(ValueError, match="bert2bert"):
         load_for_training(str(save_tiny_seq2seq("t5", tmp_path / "t5")), tmp_path / "out", False, decoder_layers=1)
+
+
+def test_a_chinese_kb_gives_chinese_questions_and_description_examples(tmp_path: Path) -> None:
+    from tests.conftest import write_chinese_kb
+
+    entities_path, facts_path = write_chinese_kb(tmp_path / "kb")
+    entities = list(read_entities(entities_path))
+    sources = [e.source for e in entity_examples(entities)]
+    assert "[ENTITY] [START_ENT] 北京 [END_ENT]是中国的首都。" in sources  # no spaces around a Chinese name needed
+    questions = list(fact_examples(read_facts(facts_path), entities))
+    assert questions and all("的" in q.source or "是" in q.source for q in questions)
+    assert not any("what" in q.source for q in questions)
+    assert {q.name for q in questions if q.predicate == "职业"} == {"刘晓华（广东工业大学教授）"}
