@@ -245,7 +245,8 @@ LinkModelOption = Annotated[
     typer.Option(
         "--model",
         help="Seq2seq model whose tokenizer to use: 'embedded' (bert2bert from the "
-        "embedded MiniLM), a directory from 'simlink train', or any HF seq2seq model.",
+        "embedded MiniLM), a directory from 'simlink train', a local BERT-style encoder directory "
+        "(bert2bert warm-started from it, e.g. a Chinese BERT), or any HF seq2seq model.",
     ),
 ]
 

@@ -188,6 +188,10 @@ CHINESE_FACTS = [
 ]
 
 
+CHINESE_VOCAB = "的是中国北京上海"
+"""The tiny Chinese BERT's own characters; the trainer adds the rest of the Chinese KB's."""
+
+
 def write_chinese_kb(directory: Path) -> tuple[Path, Path]:
     """The tiny Chinese knowledge base: names with full-width brackets, two people of one name."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -195,3 +199,31 @@ def write_chinese_kb(directory: Path) -> tuple[Path, Path]:
     entities.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in CHINESE_ENTITIES), encoding="utf-8")
     facts.write_text("".join(fact + "\n" for fact in CHINESE_FACTS), encoding="utf-8")
     return entities, facts
+
+
+def save_tiny_chinese_bert(directory: Path, characters: str = CHINESE_VOCAB) -> Path:
+    """A tiny randomly initialised BERT encoder (hidden 32, 2 layers, 2 heads) whose vocabulary is the
+    special tokens and ``characters``, saved as Chinese BERT releases are (``vocab.txt``, ``config.json``,
+    weights): a local encoder directory a user could bring, built without any download."""
+    from transformers import BertConfig, BertModel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(characters)]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def chinese_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of :func:`save_tiny_chinese_bert` (read-only: copy it to change it)."""
+    return save_tiny_chinese_bert(tmp_path_factory.mktemp("chinese-bert"))
