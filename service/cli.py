@@ -20,6 +20,7 @@ from service.settings import ENV_PREFIX, Settings
 if TYPE_CHECKING:
     from evaluation.link_report import LinkReport
     from models.linking import LinkingEngine
+    from models.linking.vocabulary import VocabularyReport
 
 T = TypeVar("T")
 
@@ -308,6 +309,13 @@ def train(
             min=1,
         ),
     ] = None,
+    extend_vocab: Annotated[
+        bool,
+        typer.Option(
+            help="Add the characters of the KB and labelled texts that the tokenizer cannot spell (they would be "
+            "[UNK]) as tokens, growing the model to match; a no-op when there are none."
+        ),
+    ] = True,
     threads: ThreadsOption = None,
 ) -> None:
     """Fine-tune the seq2seq linker on a knowledge base (and labelled data, if any)."""
@@ -331,6 +339,7 @@ def train(
         learning_rate=learning_rate,
         seed=seed,
         bf16=bf16,
+        extend_vocab=extend_vocab,
     )
     typer.echo(
         f"{len(examples)} examples; training {seq2seq.name} ({seq2seq.loaded.parameter_count / 1e6:.1f}M "
@@ -342,8 +351,13 @@ def train(
         def on_step(step: int, total: int, loss: float) -> None:
             bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
 
+        def on_vocabulary(vocabulary: VocabularyReport) -> None:
+            typer.echo(f"vocabulary: {vocabulary}")
+
         try:
-            report = run_training(seq2seq, examples, out, config, resume=resume, on_step=on_step)
+            report = run_training(
+                seq2seq, examples, out, config, resume=resume, on_step=on_step, on_vocabulary=on_vocabulary
+            )
         except ValueError as error:
             raise _fail(str(error)) from error
     typer.echo(

@@ -111,10 +111,11 @@ def save_tiny_roberta(directory: Path) -> Path:
     return directory
 
 
-def save_tiny_seq2seq(kind: str, directory: Path, init_range: float = 0.02) -> Path:
+def save_tiny_seq2seq(kind: str, directory: Path, init_range: float = 0.02, tied_output: bool = True) -> Path:
     """A tiny randomly initialised ``bert2bert``, ``t5`` or ``bart`` saved with the embedded BERT
     tokenizer: enough to check that any Hugging Face seq2seq directory loads and decodes under the
-    trie (no download needed). A wider ``init_range`` gives peakier next-token distributions."""
+    trie (no download needed). A wider ``init_range`` gives peakier next-token distributions;
+    ``tied_output=False`` gives the bert2bert decoder an output layer of its own."""
     from transformers import (
         AutoTokenizer,
         BartConfig,
@@ -135,7 +136,8 @@ def save_tiny_seq2seq(kind: str, directory: Path, init_range: float = 0.02) -> P
     if kind == "bert2bert":
         layers = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2}
         config = EncoderDecoderConfig.from_encoder_decoder_configs(
-            BertConfig(**small, **layers), BertConfig(**small, **layers, is_decoder=True, add_cross_attention=True)
+            BertConfig(**small, **layers),
+            BertConfig(**small, **layers, is_decoder=True, add_cross_attention=True, tie_word_embeddings=tied_output),
         )
         config.decoder_start_token_id = tokenizer.cls_token_id
         config.update(special)

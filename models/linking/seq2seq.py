@@ -220,7 +220,9 @@ def _warm_started_bert2bert(source: ModelSource, dtype: DType) -> LoadedModel:
     return LoadedModel(model=in_eval_mode(model, dtype), tokenizer=tokenizer, source=source, dtype=dtype)
 
 
-def _resize_embeddings(model: Any, size: int) -> None:
+def resize_embeddings(model: Any, size: int) -> None:
+    """Gives ``model`` ``size`` token rows in its input embeddings and output layer (both halves of
+    an ``EncoderDecoderModel``); new rows get the model's own initialisation."""
     from transformers import EncoderDecoderModel
 
     if isinstance(model, EncoderDecoderModel):  # it refuses to resize itself; its halves can
@@ -268,6 +270,6 @@ def load_seq2seq_model(model: str | None = None, dtype: DType = "fp32") -> Seq2S
         else load_pretrained(source, AutoModelForSeq2SeqLM, dtype)
     )
     if add_linking_tokens(loaded.tokenizer):
-        _resize_embeddings(loaded.model, len(loaded.tokenizer))
+        resize_embeddings(loaded.model, len(loaded.tokenizer))
     tokens = LinkingTokenizer(loaded.tokenizer, _source_name(source), loaded.model.config)
     return Seq2SeqModel(loaded, tokens)
