@@ -240,7 +240,7 @@ def _prepare_vocabulary(
     model: Seq2SeqModel, examples: Sequence[Example], config: TrainConfig
 ) -> VocabularyReport | None:
     """Extends the vocabulary to the examples' characters (``config.extend_vocab``), or only measures
-    how many of them are ``[UNK]`` (None for a tokenizer that cannot tell)."""
+    how many of them are ``[UNK]``; None for a tokenizer that cannot tell."""
     texts = example_texts(examples)
     if config.extend_vocab:
         return extend_vocabulary(model, texts, config.seed)

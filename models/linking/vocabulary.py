@@ -91,11 +91,7 @@ def _normalize(tokenizer: Any, text: str) -> str:
 
 def unknown_spans(tokenizer: Any, texts: Sequence[str]) -> tuple[Counter[str], int]:
     """The pieces of ``texts`` that became ``[UNK]`` (with their counts), and how many non-space
-    characters the texts hold. Needs a fast tokenizer (character offsets)."""
-    if not getattr(tokenizer, "is_fast", False) or tokenizer.unk_token_id is None:
-        raise ValueError(
-            "vocabulary extension needs a fast tokenizer with an [UNK] token; train with --no-extend-vocab"
-        )
+    characters the texts hold. Needs a tokenizer that :func:`can_measure`."""
     unknown: Counter[str] = Counter()
     encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True):
@@ -184,21 +180,30 @@ def _output_biases(model: Any) -> list[torch.Tensor]:
     return _distinct(getattr(module, "bias", None) for module in _token_modules(model))
 
 
+def can_measure(tokenizer: Any) -> bool:
+    """Whether the tokenizer tells where its ``[UNK]`` tokens come from: a fast tokenizer (character
+    offsets) with an ``[UNK]`` token. (A byte-level tokenizer spells everything: nothing to add.)"""
+    return bool(getattr(tokenizer, "is_fast", False)) and tokenizer.unk_token_id is not None
+
+
 def vocabulary_coverage(tokenizer: Any, texts: Sequence[str]) -> VocabularyReport | None:
-    """How many of the texts' characters are ``[UNK]``, with nothing added; None for a tokenizer
-    without character offsets or an ``[UNK]`` token."""
-    try:
-        spans, characters = unknown_spans(tokenizer, list(dict.fromkeys(texts)))
-    except ValueError:
+    """How many of the texts' characters are ``[UNK]``, with nothing added; None if the tokenizer
+    cannot tell (:func:`can_measure`)."""
+    if not can_measure(tokenizer):
         return None
+    spans, characters = unknown_spans(tokenizer, list(dict.fromkeys(texts)))
     unknown = _non_space(spans)
     return VocabularyReport(0, characters, unknown, unknown)
 
 
-def extend_vocabulary(model: Seq2SeqModel, texts: Sequence[str], seed: int = 0) -> VocabularyReport:
+def extend_vocabulary(model: Seq2SeqModel, texts: Sequence[str], seed: int = 0) -> VocabularyReport | None:
     """Adds to ``model``'s tokenizer every character of ``texts`` it cannot spell, and grows the model
-    to match (:func:`grow_embeddings`); returns the counts before and after."""
+    to match (:func:`grow_embeddings`); returns the counts before and after, or None (and changes
+    nothing) if the tokenizer cannot tell which characters it misses (:func:`can_measure`)."""
     tokenizer = model.tokenizer
+    if not can_measure(tokenizer):
+        logger.warning("vocabulary: %s cannot tell which characters it misses; nothing added", model.name)
+        return None
     texts = list(dict.fromkeys(texts))
     spans, characters = unknown_spans(tokenizer, texts)
     missing = missing_characters(tokenizer, spans)

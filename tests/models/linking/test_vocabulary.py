@@ -5,6 +5,7 @@ reloaded tokenizer) gives the same new ids."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -155,6 +156,12 @@ def test_coverage_without_extension_counts_the_unknown_share() -> None:
     report = vocabulary_coverage(tokenizer, ["你中", "Paris"])
     assert report is not None and report.added == 0 and report.characters == 7
     assert report.unknown_before == report.unknown_after == 1  # 你 is not in MiniLM's vocabulary, 中 is
+
+
+def test_a_tokenizer_that_cannot_tell_what_it_misses_is_left_alone() -> None:
+    slow = SimpleNamespace(is_fast=False, unk_token_id=100)
+    model = SimpleNamespace(tokenizer=slow, name="slow", model=None)
+    assert extend_vocabulary(model, ["你好"]) is None and vocabulary_coverage(slow, ["你好"]) is None
 
 
 def test_the_demo_kb_with_its_kgclue_sample_is_fully_spelled() -> None:
