@@ -163,3 +163,16 @@ def test_evaluate_kgclue_refuses_a_model_and_training_at_once(kgclue_dir: Path, 
         app, ["evaluate", "kgclue", "--data", str(kgclue_dir), "--model", str(tmp_path), "--max-steps", "1"]
     )
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_the_shared_kgclue_files_and_the_lexical_baseline_on_them(data_dir: Path) -> None:
+    """The figures the README gives for the data at hand (SIMLINK_DATA_DIR or ../shared/data)."""
+    from evaluation.kgclue_report import LEXICAL, evaluate_kgclue
+
+    data = load_kgclue(data_dir / "kgclue")
+    assert (len(data.train), len(data.heldout), len(data.dev)) == (17092, 908, 2000)
+    assert len(data.subjects) == len(data.facts) == 20000  # one predicate per subject
+    report = evaluate_kgclue(data).splits
+    assert report["dev"][LEXICAL]["all"]["score"] == pytest.approx(0.9625, abs=5e-5)
+    assert report["heldout"][LEXICAL]["all"]["score"] == pytest.approx(0.9473, abs=5e-5)
+    assert report["dev"][LEXICAL]["not_verbatim"]["questions"] == 2
