@@ -88,7 +88,8 @@ def _parse_query(query: str) -> tuple[tuple[str, ...], tuple[str, str] | None]:
     return tuple(dict.fromkeys(resources)), pair
 
 
-def _is_dev(question_id: str, dev_percent: int) -> bool:
+def in_dev_split(question_id: str, dev_percent: int) -> bool:
+    """Whether a question goes to the dev split: a hash of its id, so the split never changes."""
     return int(hashlib.sha1(question_id.encode()).hexdigest(), 16) % 100 < dev_percent
 
 
@@ -111,7 +112,7 @@ def read_lcquad(directory: Path, dev_percent: int = 10) -> LcQuad:
         if pair:
             pairs[pair] = None
         question = Question(str(row.get("_id")), text.strip(), entities, pair)
-        (dev if _is_dev(question.id, dev_percent) else train).append(question)
+        (dev if in_dev_split(question.id, dev_percent) else train).append(question)
     for line in (directory / "entities.txt").read_text(encoding="utf-8").splitlines():
         if line.strip().startswith(RESOURCE):
             names[readable_name(line.strip())] = None

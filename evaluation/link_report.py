@@ -17,7 +17,7 @@ from evaluation.baselines import DenseLinker, DictionaryLinker
 from evaluation.lcquad import LcQuad, Question, entity_id
 from evaluation.metrics import score_predictions
 from index.progress import Progress, no_progress
-from models.linking import LinkingEngine, LinkQuery, NgramCandidates, several_entities
+from models.linking import LinkingEngine, LinkQuery, NgramCandidates, PairMatch, several_entities
 
 CandidateSource = Callable[[str], "tuple[str, ...] | None"]
 
@@ -65,20 +65,36 @@ def generative_predictions(
     return top1, with_mentioned
 
 
+def kbqa_predictions(
+    engine: LinkingEngine,
+    texts: Sequence[str],
+    num_beams: int,
+    batch_size: int,
+    progress: Progress = no_progress,
+) -> list[PairMatch | None]:
+    """The top (subject, predicate) the linker generates for each question under the KBQA trie, with
+    its answers from the KB; None where the search finds nothing."""
+    predicted: list[PairMatch | None] = []
+    batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+    for batch in progress(batches, "answering", len(batches)):
+        found = engine.link([LinkQuery(text, "kbqa", top_k=1, num_beams=num_beams) for text in batch])
+        predicted.extend(matches[0] if matches else None for matches in found)
+    return predicted
+
+
 def kbqa_accuracy(
     engine: LinkingEngine, questions: Sequence[Question], num_beams: int, batch_size: int
 ) -> dict[str, float]:
     """Top-1 accuracy of (subject, predicate), and of each part, on the single-triple questions."""
     single = [q for q in questions if q.pair]
     hits = {"pair": 0, "subject": 0, "predicate": 0}
-    for start in range(0, len(single), batch_size):
-        batch = single[start : start + batch_size]
-        found = engine.link([LinkQuery(q.text, "kbqa", top_k=1, num_beams=num_beams) for q in batch])
-        for question, matches in zip(batch, found, strict=True):
-            predicted = (matches[0].subject, matches[0].predicate) if matches else ("", "")
-            hits["pair"] += predicted == question.pair
-            hits["subject"] += predicted[0] == question.pair[0]
-            hits["predicate"] += predicted[1] == question.pair[1]
+    for question, match in zip(
+        single, kbqa_predictions(engine, [q.text for q in single], num_beams, batch_size), strict=True
+    ):
+        predicted = (match.subject, match.predicate) if match else ("", "")
+        hits["pair"] += predicted == question.pair
+        hits["subject"] += predicted[0] == question.pair[0]
+        hits["predicate"] += predicted[1] == question.pair[1]
     return {"questions": len(single), **{f"{key}_accuracy": value / max(len(single), 1) for key, value in hits.items()}}
 
 

@@ -18,8 +18,12 @@ from models.loader import ModelLoadError, resolve_model_source
 from service.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
+    from evaluation.kgclue_report import KgclueReport
     from evaluation.link_report import LinkReport
-    from models.linking import LinkingEngine
+    from models.linking import LinkingEngine, Seq2SeqModel
+    from models.linking.trainer import TrainConfig, TrainReport
+    from models.linking.training_data import Example
+    from models.linking.vocabulary import VocabularyReport
 
 T = TypeVar("T")
 
@@ -237,6 +241,152 @@ def _open_linker(model: str, index: Optional[Path]) -> LinkingEngine:
         raise _fail(str(error)) from error
 
 
+@evaluate_app.command("kgclue")
+def evaluate_kgclue_command(
+    data: Annotated[Path, typer.Option(help="The KgCLUE folder (train.json, dev.json).", exists=True, file_okay=False)],
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            help="A trained linker to evaluate (its index is built here); without it or --train-minutes "
+            "only the lexical baseline runs."
+        ),
+    ] = None,
+    train_minutes: Annotated[
+        Optional[float], typer.Option(help="Train a linker on the KB and the train split for this long first.")
+    ] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Or stop training after this many steps.", min=1)] = None,
+    base_model: Annotated[
+        str, typer.Option(help="Where training starts: 'embedded', a local encoder (e.g. a Chinese BERT) or seq2seq.")
+    ] = "embedded",
+    extend_vocab: Annotated[
+        bool, typer.Option(help="Add the KB's characters the tokenizer cannot spell (see 'simlink train').")
+    ] = True,
+    work: Annotated[Path, typer.Option(help="Where the KB, the trained model and the index are written.")] = Path(
+        "runs/kgclue"
+    ),
+    export_kb: Annotated[
+        Optional[Path], typer.Option(help="Write the closed-world KB and the train split here (for build-index/train).")
+    ] = None,
+    test: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Also evaluate on this file (KgCLUE rows); its triples join the KB.", exists=True, dir_okay=False
+        ),
+    ] = None,
+    heldout_percent: Annotated[int, typer.Option(help="Share of train.json held out for choices (by id hash).")] = 5,
+    num_beams: Annotated[int, typer.Option(help="Beam width of the generative linker.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Questions per generate call.")] = 25,
+    train_batch_size: Annotated[int, typer.Option(help="Training examples per step.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-4,
+    epochs: Annotated[float, typer.Option(help="Most passes over the examples.")] = 3.0,
+    seed: Annotated[int, typer.Option(help="Seed for the training split, order and initialisation.")] = 0,
+    threads: ThreadsOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """KgCLUE: KgCLUE's official score, subject and predicate accuracy of the lexical baseline and of
+    generative KBQA (trained here or loaded), on the held-out train split, dev and --test."""
+    from evaluation.kgclue import load_kgclue
+    from evaluation.kgclue_report import evaluate_kgclue
+    from index.kb import KbFormatError
+    from models.loader import set_torch_threads
+
+    set_torch_threads(threads)
+    try:
+        kgclue = load_kgclue(data, heldout_percent, test)
+    except (KbFormatError, OSError) as error:
+        raise _fail(str(error)) from error
+    typer.echo(
+        f"KgCLUE: {len(kgclue.train)} train / {len(kgclue.heldout)} held-out / {len(kgclue.dev)} dev / "
+        f"{len(kgclue.test)} test questions; closed-world KB of {len(kgclue.subjects)} subjects and "
+        f"{len(kgclue.facts)} facts (the answer triples of these files)"
+    )
+    trained = train_minutes is not None or max_steps is not None
+    if trained and model is not None:
+        raise _fail("give --model (a trained linker) or --train-minutes/--max-steps (train one), not both")
+    if export_kb is not None or trained or model is not None:
+        paths = kgclue.write_kb(export_kb or work / "kb")
+    if export_kb is not None:
+        typer.echo("wrote " + ", ".join(str(path) for path in paths))
+        if not trained and model is None:
+            return
+    if trained:
+        from models.linking.trainer import TrainConfig
+
+        config = TrainConfig(
+            epochs=epochs,
+            max_minutes=train_minutes,
+            max_steps=max_steps,
+            batch_size=train_batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            extend_vocab=extend_vocab,
+        )
+        model = str(_train_kgclue(paths, work / "model", base_model, config))
+    linker = _kgclue_linker(model, paths, work / "index") if model is not None else None
+    label = f"generative (beam {num_beams}{'' if extend_vocab or not trained else ', vocabulary not extended'})"
+    report = evaluate_kgclue(kgclue, linker, num_beams, batch_size, _progress, label)
+    _print_kgclue_report(report)
+    if out is not None:
+        out.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+
+
+def _train_kgclue(paths: tuple[Path, Path, Path], out: Path, base_model: str, config: TrainConfig) -> Path:
+    """Trains a linker on the exported KB (entities, facts) and train split (labelled), as
+    'simlink train' would with those files; returns the model directory."""
+    from index.kb import KbFormatError
+    from models.linking.trainer import load_for_training
+    from models.linking.training_data import examples_from_files
+
+    entities, facts, labelled = paths
+    try:
+        examples = examples_from_files(entities, facts, labelled, config.seed)
+        seq2seq = load_for_training(base_model, out, resume=False, seed=config.seed)
+    except (KbFormatError, ModelLoadError, ValueError) as error:
+        raise _fail(str(error)) from error
+    _train_with_progress(seq2seq, examples, out, config)
+    return out
+
+
+def _kgclue_linker(model: str, paths: tuple[Path, Path, Path], index: Path) -> LinkingEngine:
+    """The linker ``model`` over an index of the exported KB built with its tokenizer."""
+    from index.builder import KbSources, build_index
+    from models.linking import LinkingEngine, load_seq2seq_model
+
+    entities, facts, _ = paths
+    try:
+        seq2seq = load_seq2seq_model(model)
+        build_index(KbSources(entities, facts), index, seq2seq.tokens, progress=_progress)
+        return LinkingEngine.open(seq2seq, index)
+    except (ModelLoadError, IndexLoadError, ValueError) as error:
+        raise _fail(str(error)) from error
+
+
+_KGCLUE_COLUMNS = {
+    "score": "score",
+    "object_exact_match": "object EM",
+    "object_f1": "object F1",
+    "subject_accuracy": "subject acc.",
+    "predicate_accuracy": "predicate acc.",
+}
+
+
+def _print_kgclue_report(report: KgclueReport) -> None:
+    names = {"heldout": "held out of train.json (for choices)", "dev": "dev.json (reported)", "test": "--test file"}
+    for split, methods in report.splits.items():
+        table = Table(title=f"KgCLUE {names[split]}")
+        table.add_column("method")
+        table.add_column("questions", justify="right")
+        for column in (*_KGCLUE_COLUMNS.values(), "ms/question"):
+            table.add_column(column, justify="right")
+        for method, scores in methods.items():
+            for subset, label in (("all", method), ("not_verbatim", "  └ subject name not in the question")):
+                row = scores[subset]
+                cells = [f"{row[key]:.4f}" if row["questions"] else "-" for key in _KGCLUE_COLUMNS]
+                speed = f"{row['ms_per_question']:.2f}" if "ms_per_question" in row else ""
+                table.add_row(label, str(row["questions"]), *cells, speed)
+        Console(width=max(console.width, 150)).print(table)
+
+
 EntitiesOption = Annotated[
     Path,
     typer.Option(
@@ -256,7 +406,8 @@ LinkModelOption = Annotated[
     typer.Option(
         "--model",
         help="Seq2seq model whose tokenizer to use: 'embedded' (bert2bert from the "
-        "embedded MiniLM), a directory from 'simlink train', or any HF seq2seq model.",
+        "embedded MiniLM), a directory from 'simlink train', a local BERT-style encoder directory "
+        "(bert2bert warm-started from it, e.g. a Chinese BERT), or any HF seq2seq model.",
     ),
 ]
 
@@ -318,12 +469,18 @@ def train(
             min=1,
         ),
     ] = None,
+    extend_vocab: Annotated[
+        bool,
+        typer.Option(
+            help="Add the characters of the KB and labelled texts that the tokenizer cannot spell (they would be "
+            "[UNK]) as tokens, growing the model to match; a no-op when there are none."
+        ),
+    ] = True,
     threads: ThreadsOption = None,
 ) -> None:
     """Fine-tune the seq2seq linker on a knowledge base (and labelled data, if any)."""
     from index.kb import KbFormatError
     from models.linking.trainer import TrainConfig, load_for_training
-    from models.linking.trainer import train as run_training
     from models.linking.training_data import examples_from_files
     from models.loader import set_torch_threads
 
@@ -341,7 +498,17 @@ def train(
         learning_rate=learning_rate,
         seed=seed,
         bf16=bf16,
+        extend_vocab=extend_vocab,
     )
+    _train_with_progress(seq2seq, examples, out, config, resume)
+
+
+def _train_with_progress(
+    seq2seq: Seq2SeqModel, examples: list[Example], out: Path, config: TrainConfig, resume: bool = False
+) -> TrainReport:
+    """Trains with a progress bar, printing what the vocabulary step did and how the run ended."""
+    from models.linking.trainer import train as run_training
+
     typer.echo(
         f"{len(examples)} examples; training {seq2seq.name} ({seq2seq.loaded.parameter_count / 1e6:.1f}M "
         f"parameters) into {out}"
@@ -352,8 +519,13 @@ def train(
         def on_step(step: int, total: int, loss: float) -> None:
             bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
 
+        def on_vocabulary(vocabulary: VocabularyReport) -> None:
+            typer.echo(f"vocabulary: {vocabulary}")
+
         try:
-            report = run_training(seq2seq, examples, out, config, resume=resume, on_step=on_step)
+            report = run_training(
+                seq2seq, examples, out, config, resume=resume, on_step=on_step, on_vocabulary=on_vocabulary
+            )
         except ValueError as error:
             raise _fail(str(error)) from error
     typer.echo(
@@ -362,6 +534,7 @@ def train(
         f"{report.last_loss:.3f}; dev {report.dev}"
     )
     typer.echo(f"model written to {out}")
+    return report
 
 
 @app.command()

@@ -111,10 +111,11 @@ def save_tiny_roberta(directory: Path) -> Path:
     return directory
 
 
-def save_tiny_seq2seq(kind: str, directory: Path, init_range: float = 0.02) -> Path:
+def save_tiny_seq2seq(kind: str, directory: Path, init_range: float = 0.02, tied_output: bool = True) -> Path:
     """A tiny randomly initialised ``bert2bert``, ``t5`` or ``bart`` saved with the embedded BERT
     tokenizer: enough to check that any Hugging Face seq2seq directory loads and decodes under the
-    trie (no download needed). A wider ``init_range`` gives peakier next-token distributions."""
+    trie (no download needed). A wider ``init_range`` gives peakier next-token distributions;
+    ``tied_output=False`` gives the bert2bert decoder an output layer of its own."""
     from transformers import (
         AutoTokenizer,
         BartConfig,
@@ -135,7 +136,8 @@ def save_tiny_seq2seq(kind: str, directory: Path, init_range: float = 0.02) -> P
     if kind == "bert2bert":
         layers = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 2}
         config = EncoderDecoderConfig.from_encoder_decoder_configs(
-            BertConfig(**small, **layers), BertConfig(**small, **layers, is_decoder=True, add_cross_attention=True)
+            BertConfig(**small, **layers),
+            BertConfig(**small, **layers, is_decoder=True, add_cross_attention=True, tie_word_embeddings=tied_output),
         )
         config.decoder_start_token_id = tokenizer.cls_token_id
         config.update(special)
@@ -158,3 +160,72 @@ def save_tiny_seq2seq(kind: str, directory: Path, init_range: float = 0.02) -> P
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+CHINESE_ENTITIES = [
+    {
+        "id": "person:liu_xiaohua_professor",
+        "name": "刘晓华（广东工业大学教授）",
+        "aliases": ["刘晓华"],
+        "description": "刘晓华是广东工业大学的教授。",
+    },
+    {
+        "id": "person:liu_xiaohua_actor",
+        "name": "刘晓华（演员）",
+        "aliases": ["刘晓华"],
+        "description": "刘晓华是演员。",
+    },
+    {"id": "city:beijing", "name": "北京", "aliases": ["北京市"], "description": "北京是中国的首都。"},
+    {"id": "city:shanghai", "name": "上海", "aliases": ["上海市"], "description": "上海是中国的城市。"},
+    {"id": "river:yangtze", "name": "长江", "aliases": ["扬子江"], "description": "长江是中国最长的河流。"},
+    {"id": "game:longjing", "name": "龙晶（游戏）", "aliases": ["龙晶"], "description": "龙晶是一款游戏。"},
+]
+CHINESE_FACTS = [
+    "北京 ||| 所属国家 ||| 中国",
+    "上海 ||| 所属国家 ||| 中国",
+    "长江 ||| 长度 ||| 6300公里",
+    "刘晓华（广东工业大学教授） ||| 职业 ||| 教授",
+    "刘晓华（演员） ||| 代表作品 ||| 情满珠江",
+    "龙晶（游戏） ||| 繁体 ||| 龍晶",
+]
+
+
+CHINESE_VOCAB = "的是中国北京上海"
+"""The tiny Chinese BERT's own characters; the trainer adds the rest of the Chinese KB's."""
+
+
+def write_chinese_kb(directory: Path) -> tuple[Path, Path]:
+    """The tiny Chinese knowledge base: names with full-width brackets, two people of one name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    entities, facts = directory / "entities.jsonl", directory / "facts.txt"
+    entities.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in CHINESE_ENTITIES), encoding="utf-8")
+    facts.write_text("".join(fact + "\n" for fact in CHINESE_FACTS), encoding="utf-8")
+    return entities, facts
+
+
+def save_tiny_chinese_bert(directory: Path, characters: str = CHINESE_VOCAB) -> Path:
+    """A tiny randomly initialised BERT encoder (hidden 32, 2 layers, 2 heads) whose vocabulary is the
+    special tokens and ``characters``, saved as Chinese BERT releases are (``vocab.txt``, ``config.json``,
+    weights): a local encoder directory a user could bring, built without any download."""
+    from transformers import BertConfig, BertModel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(characters)]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def chinese_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of :func:`save_tiny_chinese_bert` (read-only: copy it to change it)."""
+    return save_tiny_chinese_bert(tmp_path_factory.mktemp("chinese-bert"))

@@ -3,7 +3,8 @@
 Modules: ``seq2seq`` (loading any seq2seq model, or bert2bert warm-started from the embedded
 encoder; the linking tokens), ``generation`` (beam search constrained by a trie), ``candidates``
 (lexical heuristics: which names a text mentions), ``engine`` (the synchronous engine and the
-server's async façade), ``training_data`` and ``trainer`` (fine-tuning on a knowledge base).
+server's async façade), ``training_data`` and ``trainer`` (fine-tuning on a knowledge base), and
+``vocabulary`` (tokens for the characters of a knowledge base the tokenizer cannot spell).
 A new linking heuristic goes in ``candidates``, or beside it, where the engine can apply it.
 """
 
@@ -40,6 +41,8 @@ _EXPORTS = {
     "TrainReport": "trainer",
     "train": "trainer",
     "latest_checkpoint": "trainer",  # re-exported from models.checkpoints
+    "VocabularyReport": "vocabulary",
+    "extend_vocabulary": "vocabulary",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -79,6 +79,26 @@ class PairMatch:
 Matches = list[EntityMatch] | list[PairMatch]
 
 
+_INPUT_TOKENS_RESERVED = 8  # [CLS], [SEP], the task tag and the two mention markers, with room to spare
+
+
+def _token_window(
+    offsets: Sequence[tuple[int, int]], mention: tuple[int, int], budget: int, length: int
+) -> tuple[int, int]:
+    """Character span of at most ``budget`` consecutive tokens (given by their character ``offsets``)
+    that holds the mention's tokens, with as many tokens before the mention as after it where the
+    text allows."""
+    first = next((i for i, (_, end) in enumerate(offsets) if end > mention[0]), len(offsets))
+    last = next((i for i in range(len(offsets) - 1, -1, -1) if offsets[i][0] < mention[1]), first)
+    before = max(0, (budget - (last + 1 - first)) // 2)
+    start_token = max(0, first - before)
+    end_token = min(len(offsets), start_token + budget)
+    start_token = max(0, min(start_token, end_token - budget))
+    start = 0 if start_token == 0 else offsets[start_token][0]
+    end = length if end_token == len(offsets) else offsets[end_token - 1][1]
+    return min(start, mention[0]), max(end, mention[1])
+
+
 @dataclass
 class LinkingEngine:
     """A seq2seq model and the index of the knowledge base whose names it may write."""
@@ -155,12 +175,25 @@ class LinkingEngine:
         """The formatted input; a long text is cut to a window around the mention, so that the input's
         token limit can never cut the mention markers off."""
         text, mention = query.text, query.mention
-        window = self.max_input_tokens * 2  # characters each side: about half the token budget in English
-        if mention is not None and len(text) > 2 * window:
-            start = max(0, mention[0] - window)
-            text = text[start : mention[1] + window]
-            mention = (mention[0] - start, mention[1] - start)
+        if mention is not None:
+            text, mention = self._around_mention(text, mention)
         return format_input(text, query.task, mention)
+
+    def _around_mention(self, text: str, mention: tuple[int, int]) -> tuple[str, tuple[int, int]]:
+        """The part of ``text`` around ``mention`` that fits the input's token limit, and the mention's
+        span in it. Measured in tokens, since a character is a token in Chinese but about a quarter of
+        one in English; a tokenizer without character offsets gets a window of characters instead."""
+        budget = self.max_input_tokens - _INPUT_TOKENS_RESERVED
+        tokenizer = self.model.tokenizer
+        if not getattr(tokenizer, "is_fast", False):
+            start = max(0, mention[0] - 2 * budget)
+            end = mention[1] + 2 * budget
+        else:
+            offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            if len(offsets) <= budget:
+                return text, mention
+            start, end = _token_window(offsets, mention, budget, len(text))
+        return text[start:end], (mention[0] - start, mention[1] - start)
 
     def _resolve(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> Matches:
         if query.task == "kbqa":

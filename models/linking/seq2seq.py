@@ -3,7 +3,9 @@
 Any local Hugging Face seq2seq directory (T5, BART, ``EncoderDecoderModel``) or hub name
 loads as is. The embedded default is a bert2bert ``EncoderDecoderModel`` warm-started from
 the embedded all-MiniLM-L6-v2: both halves start from its weights, the decoder's cross-attention
-starts untrained, so it must be fine-tuned (``simlink train``) before it links anything.
+starts untrained, so it must be fine-tuned (``simlink train``) before it links anything. A local
+directory holding an encoder only (a BERT-style model whose config is not ``is_encoder_decoder``,
+for example a Chinese BERT) is warm-started the same way, with its own tokenizer.
 
 The tokenizer gains special tokens for the linking input and output (mention markers, task
 tags, the subject/predicate separator); an index records this tokenizer's identity.
@@ -193,6 +195,17 @@ def load_linking_tokenizer(model: str | None) -> LinkingTokenizer:
     return LinkingTokenizer(tokenizer, _source_name(source))
 
 
+def is_encoder_only(source: ModelSource) -> bool:
+    """Whether the local directory ``source`` holds an encoder (its config is not ``is_encoder_decoder``),
+    which :func:`load_seq2seq_model` then warm-starts as both halves of a bert2bert model."""
+    from transformers import AutoConfig
+
+    if source.kind != "local":
+        return False
+    with loading(source.location, "read the config"):
+        return not AutoConfig.from_pretrained(source.location).is_encoder_decoder
+
+
 def _warm_started_bert2bert(source: ModelSource, dtype: DType) -> LoadedModel:
     from transformers import AutoTokenizer, EncoderDecoderModel
 
@@ -207,7 +220,9 @@ def _warm_started_bert2bert(source: ModelSource, dtype: DType) -> LoadedModel:
     return LoadedModel(model=in_eval_mode(model, dtype), tokenizer=tokenizer, source=source, dtype=dtype)
 
 
-def _resize_embeddings(model: Any, size: int) -> None:
+def resize_embeddings(model: Any, size: int) -> None:
+    """Gives ``model`` ``size`` token rows in its input embeddings and output layer (both halves of
+    an ``EncoderDecoderModel``); new rows get the model's own initialisation."""
     from transformers import EncoderDecoderModel
 
     if isinstance(model, EncoderDecoderModel):  # it refuses to resize itself; its halves can
@@ -240,7 +255,9 @@ def shorten_decoder(model: Seq2SeqModel, layers: int) -> None:
 
 
 def load_seq2seq_model(model: str | None = None, dtype: DType = "fp32") -> Seq2SeqModel:
-    """Loads the seq2seq linker: ``None``/``"embedded"`` warm-starts bert2bert from the embedded MiniLM.
+    """Loads the seq2seq linker: ``None``/``"embedded"`` warm-starts bert2bert from the embedded MiniLM,
+    a local encoder-only directory (:func:`is_encoder_only`) warm-starts bert2bert from that encoder,
+    and a seq2seq directory or hub name loads as it is.
 
     Raises :class:`models.loader.ModelLoadError` naming the path on any failure.
     """
@@ -249,10 +266,10 @@ def load_seq2seq_model(model: str | None = None, dtype: DType = "fp32") -> Seq2S
     source = resolve_model_source(model)
     loaded = (
         _warm_started_bert2bert(source, dtype)
-        if source.kind == "embedded"
+        if source.kind == "embedded" or is_encoder_only(source)
         else load_pretrained(source, AutoModelForSeq2SeqLM, dtype)
     )
     if add_linking_tokens(loaded.tokenizer):
-        _resize_embeddings(loaded.model, len(loaded.tokenizer))
+        resize_embeddings(loaded.model, len(loaded.tokenizer))
     tokens = LinkingTokenizer(loaded.tokenizer, _source_name(source), loaded.model.config)
     return Seq2SeqModel(loaded, tokens)

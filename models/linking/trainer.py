@@ -16,8 +16,9 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,6 +27,7 @@ from models.checkpoints import latest_checkpoint, readable_as_umask, resume_step
 from models.linking.generation import constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, load_seq2seq_model, shorten_decoder
 from models.linking.training_data import Example, target_ids
+from models.linking.vocabulary import VocabularyReport, example_texts, extend_vocabulary, vocabulary_coverage
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class TrainConfig:
     bf16: bool = True
     checkpoint_every: int = 200
     max_input_tokens: int = 128
+    extend_vocab: bool = True  # add the characters of the examples the tokenizer cannot spell (see vocabulary.py)
 
 
 @dataclass
@@ -60,9 +63,11 @@ class TrainReport:
     last_loss: float
     dev: dict[str, float]
     stopped_by: str
+    vocabulary: dict[str, Any] = field(default_factory=dict)
 
 
 StepCallback = Callable[[int, int, float], None]
+VocabularyCallback = Callable[[VocabularyReport], None]
 
 
 def split_dev(
@@ -176,6 +181,17 @@ def _dev_metrics(
     return {"dev_examples": len(dev), "dev_loss": sum(losses) / len(dev), "dev_exact_match": exact / len(dev)}
 
 
+def _prepare_vocabulary(
+    model: Seq2SeqModel, examples: Sequence[Example], config: TrainConfig
+) -> VocabularyReport | None:
+    """Extends the vocabulary to the examples' characters (``config.extend_vocab``), or only measures
+    how many of them are ``[UNK]``; None for a tokenizer that cannot tell."""
+    texts = example_texts(examples)
+    if config.extend_vocab:
+        return extend_vocabulary(model, texts, config.seed)
+    return vocabulary_coverage(model.tokenizer, texts)
+
+
 def train(
     model: Seq2SeqModel,
     examples: Sequence[Example],
@@ -183,9 +199,13 @@ def train(
     config: TrainConfig,
     resume: bool = False,
     on_step: StepCallback | None = None,
+    on_vocabulary: VocabularyCallback | None = None,
 ) -> TrainReport:
     """Fine-tunes ``model`` on ``examples`` and saves it to ``out_dir``.
 
+    First, with ``config.extend_vocab``, the characters of the examples that the tokenizer cannot
+    spell become tokens of their own (:func:`models.linking.vocabulary.extend_vocabulary`; the saved
+    tokenizer keeps them); ``on_vocabulary`` is told what was added, and the report records it.
     Stops after ``config.epochs`` epochs or ``config.max_minutes``, whichever comes first.
     With ``resume`` the optimizer state and step count are read from the checkpoint under ``out_dir``
     (load the model itself from :func:`latest_checkpoint` too); the examples and options must be
@@ -198,6 +218,9 @@ def train(
     train_set, dev_set = split_dev(examples, config.dev_fraction, config.max_dev_examples, config.seed)
     if not train_set:
         raise ValueError("no training examples")
+    vocabulary = _prepare_vocabulary(model, examples, config)
+    if on_vocabulary is not None and vocabulary is not None:
+        on_vocabulary(vocabulary)
     batches = _Batches(model, config.max_input_tokens)
     optimizer = torch.optim.AdamW(model.model.parameters(), lr=config.learning_rate)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
@@ -242,6 +265,7 @@ def train(
     readable_as_umask(out_dir)
     speed = (step - first_step) * config.batch_size / max(seconds, 1e-9)
     report = TrainReport(step, step - first_step, speed, seconds, first_loss, last_loss, dev, stopped_by)
+    report.vocabulary = vocabulary.to_json() if vocabulary is not None else {}
     (out_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    (out_dir / "dev_metrics.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    (out_dir / "dev_metrics.json").write_text(json.dumps(asdict(report), indent=2, ensure_ascii=False) + "\n")
     return report

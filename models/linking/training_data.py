@@ -33,6 +33,15 @@ QUESTION_TEMPLATES = (
     "what {predicate} does {subject} have?",
     "do you know the {predicate} of {subject}?",
 )
+CHINESE_QUESTION_TEMPLATES = (
+    "{subject}的{predicate}是什么？",
+    "{subject}的{predicate}是？",
+    "你知道{subject}的{predicate}吗？",
+    "请问{subject}的{predicate}是什么？",
+    "{subject}{predicate}是哪个？",
+)
+"""Used for a (subject, predicate) written in Chinese characters (see :func:`writes_chinese`)."""
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
 
 @dataclass(frozen=True)
@@ -55,9 +64,22 @@ def target_ids(example: Example, encode: dict[str, list[int]], special: SpecialT
     return [*encode[example.name], special.separator, *encode[example.predicate], special.end]
 
 
+def writes_chinese(text: str) -> bool:
+    """Whether ``text`` holds a Chinese character (a CJK ideograph)."""
+    return _HAN.search(text) is not None
+
+
+def _surface_pattern(surface: str) -> str:
+    """A pattern for ``surface`` as a whole word. Chinese is written without spaces, so a Chinese
+    character at either end of the surface needs no word boundary there."""
+    start = "" if writes_chinese(surface[0]) else r"(?<!\w)"
+    end = "" if writes_chinese(surface[-1]) else r"(?!\w)"
+    return f"{start}{re.escape(surface)}{end}"
+
+
 def _find_surface(text: str, surfaces: Sequence[str]) -> tuple[int, int] | None:
     for surface in sorted(surfaces, key=len, reverse=True):
-        match = re.search(rf"(?<!\w){re.escape(surface)}(?!\w)", text, flags=re.IGNORECASE)
+        match = re.search(_surface_pattern(surface), text, flags=re.IGNORECASE)
         if match:
             return match.span()
     return None
@@ -78,14 +100,16 @@ def entity_examples(entities: Iterable[Entity]) -> Iterator[Example]:
 def fact_examples(
     facts: Iterable[Fact], entities: Sequence[Entity], per_pair: int = 2, seed: int = 0
 ) -> Iterator[Example]:
-    """Templated questions for every (subject, predicate), with the subject's aliases as variants."""
+    """Templated questions for every (subject, predicate), with the subject's aliases as variants;
+    Chinese templates for a subject or predicate written in Chinese."""
     rng = random.Random(seed)
     surfaces: dict[str, list[str]] = {}
     for entity in entities:
         surfaces.setdefault(entity.name, [entity.name]).extend(entity.aliases)
     for subject, predicate in dict.fromkeys((fact.subject, fact.predicate) for fact in facts):
         names = surfaces.get(subject, [subject])
-        for template in rng.sample(QUESTION_TEMPLATES, k=min(per_pair, len(QUESTION_TEMPLATES))):
+        templates = CHINESE_QUESTION_TEMPLATES if writes_chinese(subject + predicate) else QUESTION_TEMPLATES
+        for template in rng.sample(templates, k=min(per_pair, len(templates))):
             question = template.format(subject=rng.choice(names), predicate=predicate)
             yield Example(format_input(question, "kbqa"), "kbqa", subject, predicate)
 

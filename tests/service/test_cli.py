@@ -93,3 +93,21 @@ def test_tune_writes_a_model_that_evaluate_sts_loads(tmp_path: Path) -> None:
     assert evaluated.exit_code == 0 and "tuned (fp32, set explicitly)" in evaluated.output, evaluated.output
     refused = runner.invoke(app, ["tune", "--pairs", str(pairs), "--out", str(out), "--method", "greedy"])
     assert refused.exit_code == 2 and "cannot be tuned" in refused.output
+
+
+def test_train_says_what_it_added_to_the_vocabulary(chinese_bert: Path, tmp_path: Path) -> None:
+    from tests.conftest import write_chinese_kb
+
+    entities, facts = write_chinese_kb(tmp_path / "kb")
+    kb = ["--entities", str(entities), "--facts", str(facts)]
+    runner = CliRunner()
+    common = [*kb, "--model", str(chinese_bert), "--max-steps", "1", "--batch-size", "4"]
+    result = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("vocabulary: "))
+    assert "vocabulary: added " in line and line.endswith("-> 0.0%")
+    built = runner.invoke(app, ["build-index", *kb, "--model", str(tmp_path / "model"), "--out", str(tmp_path / "i")])
+    assert built.exit_code == 0, built.output
+    plain = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "plain"), "--no-extend-vocab"])
+    assert plain.exit_code == 0, plain.output
+    assert "vocabulary: added 0 token(s); [UNK] share" in plain.output

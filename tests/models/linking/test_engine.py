@@ -110,6 +110,20 @@ def test_a_mention_deep_in_a_long_text_keeps_its_markers(engine: LinkingEngine) 
     assert "[START_ENT] Marie Curie [END_ENT]" in model_input
 
 
+def test_a_mention_deep_in_a_chinese_text_keeps_its_markers(engine: LinkingEngine) -> None:
+    """A Chinese character is a token of its own: 600 characters are 600 tokens, over the limit."""
+    text = "中国大学" * 100 + "北京" + "大学" * 100
+    start = text.index("北京")
+    model_input = engine._model_input(LinkQuery(text, mention=(start, start + 2)))
+    assert "[START_ENT] 北京 [END_ENT]" in model_input
+    tokens = engine.model.tokenizer(model_input)["input_ids"]
+    assert len(tokens) <= engine.max_input_tokens  # nothing left for truncation to cut
+    before, after = model_input.split("[START_ENT]")[0], model_input.split("[END_ENT]")[1]
+    assert abs(len(before.removeprefix("[ENTITY] ")) - len(after)) <= 2  # as much context on either side
+    short = engine._model_input(LinkQuery("我在北京。", mention=(2, 4)))
+    assert short == "[ENTITY] 我在[START_ENT] 北京 [END_ENT]。"
+
+
 def test_the_engine_says_which_tasks_its_index_can_answer(engine: LinkingEngine) -> None:
     assert engine.supports("entity") and engine.supports("kbqa")
     described = engine.describe()

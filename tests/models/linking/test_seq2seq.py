@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from models.linking.seq2seq import (
     LINKING_TOKENS,
@@ -75,3 +76,31 @@ def test_names_encode_through_the_backend_as_through_the_tokenizer() -> None:
     assert tokens.encode_names(names) == encode_names(tokens.tokenizer, names)
     tokens.tokenizer.add_special_tokens({"additional_special_tokens": ["[NEW]"]}, replace_extra_special_tokens=False)
     assert tokens.encode_names(["a [NEW] b"]) == encode_names(tokens.tokenizer, ["a [NEW] b"])  # copy made again
+
+
+def test_a_local_encoder_directory_is_warm_started_as_bert2bert(chinese_bert: Path) -> None:
+    from transformers import BertModel
+
+    model = load_seq2seq_model(str(chinese_bert))
+    network = model.model
+    assert type(network).__name__ == "EncoderDecoderModel" and model.name == str(chinese_bert)
+    encoder = BertModel.from_pretrained(chinese_bert)
+    for half in (network.encoder, network.decoder.bert):  # both halves start from the encoder's weights
+        assert torch.equal(half.encoder.layer[1].output.dense.weight, encoder.encoder.layer[1].output.dense.weight)
+    assert network.config.decoder.is_decoder and network.config.decoder.add_cross_attention
+    tokenizer = model.tokenizer
+    assert tokenizer.tokenize("北京") == ["北", "京"]  # the directory's own (Chinese) vocabulary
+    assert model.tokens.special_tokens.end == tokenizer.sep_token_id
+    assert network.config.decoder_start_token_id == tokenizer.cls_token_id
+    for token in LINKING_TOKENS:
+        assert len(tokenizer.tokenize(f"北 {token} 京")) == 3
+    assert network.encoder.get_input_embeddings().weight.shape[0] == len(tokenizer)
+
+
+def test_a_seq2seq_directory_is_not_warm_started_again(tmp_path: Path) -> None:
+    from models.linking.seq2seq import is_encoder_only
+    from models.loader import resolve_model_source
+
+    directory = save_tiny_seq2seq("bert2bert", tmp_path / "bert2bert")
+    assert not is_encoder_only(resolve_model_source(str(directory)))
+    assert not is_encoder_only(resolve_model_source("embedded"))  # warm-started by its own rule

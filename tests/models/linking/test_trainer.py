@@ -138,3 +138,46 @@ def test_a_shorter_decoder_keeps_its_first_layers_and_saves_its_depth(tmp_path: 
             load_for_training(str(source), tmp_path / "out", resume=False, decoder_layers=impossible)
     with pytest.raises(ValueError, match="bert2bert"):
         load_for_training(str(save_tiny_seq2seq("t5", tmp_path / "t5")), tmp_path / "out", False, decoder_layers=1)
+
+
+def test_a_chinese_kb_gives_chinese_questions_and_description_examples(tmp_path: Path) -> None:
+    from tests.conftest import write_chinese_kb
+
+    entities_path, facts_path = write_chinese_kb(tmp_path / "kb")
+    entities = list(read_entities(entities_path))
+    sources = [e.source for e in entity_examples(entities)]
+    assert "[ENTITY] [START_ENT] 北京 [END_ENT]是中国的首都。" in sources  # no spaces around a Chinese name needed
+    questions = list(fact_examples(read_facts(facts_path), entities))
+    assert questions and all("的" in q.source or "是" in q.source for q in questions)
+    assert not any("what" in q.source for q in questions)
+    assert {q.name for q in questions if q.predicate == "职业"} == {"刘晓华（广东工业大学教授）"}
+
+
+@pytest.mark.parametrize("extend", [True, False], ids=["extended", "not-extended"])
+def test_training_a_chinese_kb_extends_the_vocabulary_and_records_it(
+    chinese_bert: Path, tmp_path: Path, extend: bool
+) -> None:
+    from models.linking.trainer import load_for_training
+    from models.linking.training_data import examples_from_files
+    from tests.conftest import write_chinese_kb
+
+    entities_path, facts_path = write_chinese_kb(tmp_path / "kb")
+    examples = examples_from_files(entities_path, facts_path, None)
+    model = load_for_training(str(chinese_bert), tmp_path / "model", resume=False)
+    size = len(model.tokenizer)
+    told = []
+    config = TrainConfig(epochs=1, batch_size=8, dev_fraction=0.0, extend_vocab=extend)
+    report = train(model, examples, tmp_path / "model", config, on_vocabulary=told.append)
+    assert [vocabulary.to_json() for vocabulary in told] == [report.vocabulary]
+    saved = json.loads((tmp_path / "model" / "dev_metrics.json").read_text())
+    assert saved["vocabulary"] == report.vocabulary and report.vocabulary["unk_share_before"] > 0.5
+    assert json.loads((tmp_path / "model" / "training_config.json").read_text())["extend_vocab"] is extend
+    reloaded = load_seq2seq_model(str(tmp_path / "model"))
+    if extend:
+        assert report.vocabulary["added"] > 0 and report.vocabulary["unk_share_after"] == 0.0
+        assert len(reloaded.tokenizer) == size + report.vocabulary["added"]
+        assert reloaded.tokens.identity.vocab_sha256 == model.tokens.identity.vocab_sha256  # saved with the model
+    else:
+        assert report.vocabulary["added"] == 0 and report.vocabulary["unk_share_after"] > 0.5
+        assert len(reloaded.tokenizer) == size
+    assert reloaded.model.encoder.get_input_embeddings().weight.shape[0] == len(reloaded.tokenizer)
