@@ -40,7 +40,7 @@ _EXPORTS = {
     "TrainConfig": "trainer",
     "TrainReport": "trainer",
     "train": "trainer",
-    "latest_checkpoint": "trainer",  # re-exported from models.checkpoints
+    "latest_checkpoint": "trainer",  # re-exported from models.training
     "VocabularyReport": "vocabulary",
     "extend_vocabulary": "vocabulary",
 }

@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import random
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,11 +21,11 @@ from typing import Any
 import torch
 
 from index.trie import TokenTrie
-from models.checkpoints import latest_checkpoint, readable_as_umask, resume_step, save_checkpoint
 from models.linking.generation import constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, load_seq2seq_model, shorten_decoder
 from models.linking.training_data import Example, target_ids
 from models.linking.vocabulary import VocabularyReport, example_texts, extend_vocabulary, vocabulary_coverage
+from models.training import Schedule, StepCallback, latest_checkpoint, readable_as_umask, run_training_steps
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +64,6 @@ class TrainReport:
     vocabulary: dict[str, Any] = field(default_factory=dict)
 
 
-StepCallback = Callable[[int, int, float], None]
 VocabularyCallback = Callable[[VocabularyReport], None]
 
 
@@ -223,48 +220,38 @@ def train(
         on_vocabulary(vocabulary)
     batches = _Batches(model, config.max_input_tokens)
     optimizer = torch.optim.AdamW(model.model.parameters(), lr=config.learning_rate)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    total_steps = max(1, int(config.epochs * steps_per_epoch))
-    fingerprint = training_fingerprint(train_set, config)
-    step = first_step = resume_step(out_dir, optimizer, fingerprint) if resume else 0
+    schedule = Schedule(
+        len(train_set),
+        config.batch_size,
+        config.epochs,
+        config.seed,
+        config.bf16,
+        config.max_minutes,
+        config.max_steps,
+        config.checkpoint_every,
+    )
     model.model.train()
-    started = time.monotonic()
-    first_loss = last_loss = math.nan
-    stopped_by = "epochs"
-    while step < total_steps:
-        epoch, position = divmod(step, steps_per_epoch)
-        order = list(range(len(train_set)))
-        random.Random(config.seed + epoch).shuffle(order)
-        chunk = [train_set[i] for i in order[position * config.batch_size : (position + 1) * config.batch_size]]
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, config)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            loss = model.model(**batches(chunk)).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        last_loss = loss.detach().item()
-        first_loss = last_loss if math.isnan(first_loss) else first_loss
-        if on_step is not None:
-            on_step(step, total_steps, last_loss)
-        if config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60:
-            stopped_by = "time budget"
-            break
-        if config.max_steps is not None and step >= config.max_steps:
-            stopped_by = "step budget"
-            break
-        if step % config.checkpoint_every == 0:
-            save_checkpoint(out_dir, model.model, model.tokenizer, optimizer, step, fingerprint)
-    seconds = time.monotonic() - started
-    save_checkpoint(out_dir, model.model, model.tokenizer, optimizer, step, fingerprint)
+    run = run_training_steps(
+        model.model,
+        model.tokenizer,
+        optimizer,
+        schedule,
+        lambda chosen: model.model(**batches([train_set[i] for i in chosen])).loss,
+        lambda step, _total: _learning_rate(step, config),
+        out_dir,
+        training_fingerprint(train_set, config),
+        resume,
+        on_step,
+    )
     dev = _dev_metrics(model, batches, dev_set, examples, config.batch_size)
     model.model.save_pretrained(out_dir)
     model.tokenizer.save_pretrained(out_dir)
     readable_as_umask(out_dir)
-    speed = (step - first_step) * config.batch_size / max(seconds, 1e-9)
-    report = TrainReport(step, step - first_step, speed, seconds, first_loss, last_loss, dev, stopped_by)
+    steps_this_run = run.steps - run.first_step
+    speed = steps_this_run * config.batch_size / max(run.seconds, 1e-9)
+    report = TrainReport(
+        run.steps, steps_this_run, speed, run.seconds, run.first_loss, run.last_loss, dev, run.stopped_by
+    )
     report.vocabulary = vocabulary.to_json() if vocabulary is not None else {}
     (out_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     (out_dir / "dev_metrics.json").write_text(json.dumps(asdict(report), indent=2, ensure_ascii=False) + "\n")

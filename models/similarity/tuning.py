@@ -15,16 +15,13 @@ cosine, not an untuned one.
 
 The output directory is a plain Hugging Face encoder directory (``SIMLINK_MODEL`` serves it) with
 ``tune_config.json`` and ``tune_report.json``; a ``checkpoint/`` inside it lets ``resume`` continue
-a stopped run (:mod:`models.checkpoints`).
+a stopped run (:mod:`models.training`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,10 +30,10 @@ from typing import Any
 import ot
 import torch
 
-from models.checkpoints import latest_checkpoint, readable_as_umask, resume_step, save_checkpoint
 from models.loader import LoadedModel, load_encoder_model
 from models.similarity.gold_pairs import GoldPair
 from models.similarity.methods import DEFAULT_METHOD, METHODS
+from models.training import Schedule, StepCallback, latest_checkpoint, readable_as_umask, run_training_steps
 
 _EPS = 1e-12
 
@@ -137,9 +134,6 @@ class TuneReport:
     gold_range: tuple[float, float]
 
 
-StepCallback = Callable[[int, int, float], None]
-
-
 def gold_targets(pairs: Sequence[GoldPair]) -> tuple[list[float], tuple[float, float]]:
     """The gold scores rescaled to ``[0, 1]`` by the lowest and highest score in the file (STS-B's
     0-5 becomes score / 5, SICK's 1-5 becomes (score - 1) / 4), and that range."""
@@ -238,44 +232,36 @@ def tune(
     torch.manual_seed(config.seed)
     batches = _PairBatches(loaded, config)
     optimizer = _optimizer(loaded.model, config)
-    steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
-    total_steps = max(1, int(config.epochs * steps_per_epoch))
-    fingerprint = tuning_fingerprint(pairs, config)
-    step = first_step = resume_step(out_dir, optimizer, fingerprint) if resume else 0
-    started = time.monotonic()
-    first_loss = last_loss = math.nan
-    stopped_by = "epochs"
-    while step < total_steps:
-        epoch, position = divmod(step, steps_per_epoch)
-        order = list(range(len(pairs)))
-        random.Random(config.seed + epoch).shuffle(order)
-        chosen = order[position * config.batch_size : (position + 1) * config.batch_size]
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, total_steps, config)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            loss = batches.loss([pairs[i] for i in chosen], [targets[i] for i in chosen])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(loaded.model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        last_loss = loss.detach().item()
-        first_loss = last_loss if math.isnan(first_loss) else first_loss
-        if on_step is not None:
-            on_step(step, total_steps, last_loss)
-        if config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60:
-            stopped_by = "time budget"
-            break
-        if step % config.checkpoint_every == 0:
-            save_checkpoint(out_dir, loaded.model, loaded.tokenizer, optimizer, step, fingerprint)
-    seconds = time.monotonic() - started
-    save_checkpoint(out_dir, loaded.model, loaded.tokenizer, optimizer, step, fingerprint)
+    schedule = Schedule(
+        len(pairs),
+        config.batch_size,
+        config.epochs,
+        config.seed,
+        config.bf16,
+        config.max_minutes,
+        checkpoint_every=config.checkpoint_every,
+    )
+    run = run_training_steps(
+        loaded.model,
+        loaded.tokenizer,
+        optimizer,
+        schedule,
+        lambda chosen: batches.loss([pairs[i] for i in chosen], [targets[i] for i in chosen]),
+        lambda step, total: _learning_rate(step, total, config),
+        out_dir,
+        tuning_fingerprint(pairs, config),
+        resume,
+        on_step,
+    )
     loaded.model.eval()
     loaded.model.save_pretrained(out_dir)
     loaded.tokenizer.save_pretrained(out_dir)
     readable_as_umask(out_dir)
-    speed = (step - first_step) * config.batch_size / max(seconds, 1e-9)
-    report = TuneReport(step, step - first_step, seconds, speed, first_loss, last_loss, stopped_by, gold_range)
+    steps_this_run = run.steps - run.first_step
+    speed = steps_this_run * config.batch_size / max(run.seconds, 1e-9)
+    report = TuneReport(
+        run.steps, steps_this_run, run.seconds, speed, run.first_loss, run.last_loss, run.stopped_by, gold_range
+    )
     (out_dir / "tune_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     (out_dir / "tune_report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report

@@ -12,11 +12,11 @@ import torch
 
 from index.builder import KbSources, build_index
 from index.kb import read_entities, read_facts
-from models.checkpoints import CHECKPOINT, latest_checkpoint
 from models.linking.engine import LinkingEngine, LinkQuery
 from models.linking.seq2seq import load_seq2seq_model
 from models.linking.trainer import TrainConfig, TrainReport, _Batches, train
 from models.linking.training_data import entity_examples, fact_examples, read_labelled
+from models.training import CHECKPOINT, latest_checkpoint
 from tests.conftest import write_tiny_kb
 
 

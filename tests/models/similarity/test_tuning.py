@@ -13,7 +13,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.checkpoints import latest_checkpoint
 from models.similarity import EncoderSpec, SimilarityEngine
 from models.similarity.gold_pairs import GoldPair, read_gold_pairs
 from models.similarity.methods import METHODS
@@ -26,6 +25,7 @@ from models.similarity.tuning import (
     load_for_tuning,
     tune,
 )
+from models.training import latest_checkpoint
 
 
 @settings(max_examples=40, deadline=None)
