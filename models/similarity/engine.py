@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from models.admission import Admission
 from models.batching import BatchedFacade, run_cancellable
 from models.similarity.encoder import EncodedText, TokenEncoder, TokenizedText
+from models.similarity.methods import DEFAULT_METHOD
 from models.similarity.scoring import PairScore, Ranking, rank_candidates, score_pairs
 from models.timing import timed
 
@@ -68,7 +69,7 @@ class SimilarityEngine:
     def compare(
         self,
         pairs: Sequence[tuple[str, str]],
-        method: str = "wrd",
+        method: str = DEFAULT_METHOD,
         alignment: int = 0,
         truncate: bool = False,
         skip_special_tokens: bool | None = None,
@@ -85,7 +86,7 @@ class SimilarityEngine:
         self,
         source: str,
         candidates: Sequence[str],
-        method: str = "wrd",
+        method: str = DEFAULT_METHOD,
         top_k: int = 10,
         truncate: bool = False,
         prune: bool = True,
@@ -154,7 +155,7 @@ class AsyncSimilarityEngine(BatchedFacade[TokenizedText, EncodedText]):
     async def compare(
         self,
         pairs: Sequence[tuple[str, str]],
-        method: str = "wrd",
+        method: str = DEFAULT_METHOD,
         alignment: int = 0,
         truncate: bool = False,
         skip_special_tokens: bool | None = None,
@@ -172,7 +173,7 @@ class AsyncSimilarityEngine(BatchedFacade[TokenizedText, EncodedText]):
         self,
         source: str,
         candidates: Sequence[str],
-        method: str = "wrd",
+        method: str = DEFAULT_METHOD,
         top_k: int = 10,
         truncate: bool = False,
         skip_special_tokens: bool | None = None,

@@ -18,7 +18,7 @@ import numpy as np
 from models.batching import check_stop
 from models.similarity import transport
 from models.similarity.encoder import EncodedText
-from models.similarity.methods import Method, method_named
+from models.similarity.methods import DEFAULT_METHOD, Method, method_named
 from models.similarity.transport import Transport
 
 ALL_CELLS = sys.maxsize
@@ -119,7 +119,7 @@ def weighted_tokens(text: EncodedText, row: Method) -> list[WeightedToken]:
 def score_pair(
     a: EncodedText,
     b: EncodedText,
-    method: str = "wrd",
+    method: str = DEFAULT_METHOD,
     alignment: int = 0,
     skip_special_tokens: bool = False,
     tokens: bool = False,
@@ -146,7 +146,7 @@ def score_pair(
 
 def score_pairs(
     encoded: Sequence[EncodedText],
-    method: str = "wrd",
+    method: str = DEFAULT_METHOD,
     alignment: int = 0,
     skip_special_tokens: bool = False,
     tokens: bool = False,
@@ -172,7 +172,7 @@ def _best_first(scored: list[tuple[float, int]], row: Method, top_k: int) -> lis
 def rank_candidates(
     source: EncodedText,
     candidates: Sequence[EncodedText],
-    method: str = "wrd",
+    method: str = DEFAULT_METHOD,
     top_k: int = 10,
     prune: bool = True,
     skip_special_tokens: bool = False,

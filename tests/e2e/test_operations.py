@@ -20,7 +20,11 @@ from tests.conftest import TinyLinker
 
 pytestmark = pytest.mark.e2e
 # One encoder worker, so that work queues behind a long batch; a budget large enough to admit it.
-QUEUING = {"SIMLINK_ENCODER_WORKERS": "1", "SIMLINK_QUEUE_BUDGET_TOKENS": "100000"}
+QUEUING = {
+    "SIMLINK_DTYPE": "fp32",  # LONG is sized to take seconds in fp32; bf16 would finish it within the grace period
+    "SIMLINK_ENCODER_WORKERS": "1",
+    "SIMLINK_QUEUE_BUDGET_TOKENS": "100000",
+}
 LONG = {"pairs": [{"a": "word " * 100, "b": "other words " * 50}] * 64}  # 64 x 2 x 102 tokens: seconds of work
 SMALL = {"pairs": [{"a": "A man is playing a guitar.", "b": "A person plays the guitar."}]}
 
