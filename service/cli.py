@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
@@ -120,6 +121,18 @@ def serve(
 def _progress(items: Iterable[T], description: str, total: int | None = None) -> Iterable[T]:
     """The command line's :class:`index.progress.Progress`: a transient bar."""
     return track(items, description=description, total=total, console=console, transient=True)
+
+
+@contextmanager
+def _loss_bar(label: str, digits: int) -> Iterator[Callable[[int, int, float], None]]:
+    """A progress bar with the latest loss for a trainer; yields the trainer's ``on_step`` callback."""
+    with Progress(*Progress.get_default_columns(), TextColumn("loss {task.fields[loss]}"), console=console) as bar:
+        task = bar.add_task(label, total=None, loss="-")
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss=f"{loss:.{digits}f}")
+
+        yield on_step
 
 
 GoldPairsOption = Annotated[
@@ -513,11 +526,7 @@ def _train_with_progress(
         f"{len(examples)} examples; training {seq2seq.name} ({seq2seq.loaded.parameter_count / 1e6:.1f}M "
         f"parameters) into {out}"
     )
-    with Progress(*Progress.get_default_columns(), TextColumn("loss {task.fields[loss]}"), console=console) as bar:
-        task = bar.add_task("training", total=None, loss="-")
-
-        def on_step(step: int, total: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+    with _loss_bar("training", digits=3) as on_step:
 
         def on_vocabulary(vocabulary: VocabularyReport) -> None:
             typer.echo(f"vocabulary: {vocabulary}")
@@ -574,12 +583,7 @@ def tune(
     except (GoldPairFormatError, ModelLoadError, ValueError) as error:
         raise _fail(str(error)) from error
     typer.echo(f"{len(examples)} pairs from {pairs}; tuning {loaded.name} for {method} into {out}")
-    with Progress(*Progress.get_default_columns(), TextColumn("loss {task.fields[loss]}"), console=console) as bar:
-        task = bar.add_task("tuning", total=None, loss="-")
-
-        def on_step(step: int, total: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total, loss=f"{loss:.4f}")
-
+    with _loss_bar("tuning", digits=4) as on_step:
         try:
             report = run_tuning(loaded, examples, out, config, resume=resume, on_step=on_step)
         except ValueError as error:
