@@ -28,6 +28,7 @@ from pathlib import Path
 
 from evaluation.lcquad import in_dev_split
 from index.kb import KGCLUE_SEPARATOR, Fact, KbFormatError, numbered_lines, parse_json_object
+from models.linking.candidates import lcs_length
 
 _QUALIFIER = re.compile(r"[（(]")
 
@@ -132,19 +133,6 @@ def load_kgclue(directory: Path, heldout_percent: int = 5, test: Path | None = N
     everything = [*train, *heldout, *dev, *tested]
     facts = list(dict.fromkeys(Fact(*question.triple) for question in everything))
     return KgclueData(train, heldout, dev, tested, facts)
-
-
-def lcs_length(a: str, b: str) -> int:
-    """Length of the longest common subsequence of two strings' characters."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = [0] * (len(b) + 1)
-    for char in a:
-        current = [0]
-        for j, other in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if char == other else max(previous[j], current[j - 1]))
-        previous = current
-    return previous[-1]
 
 
 def f1_similarity(predicted: str, gold: str) -> float:

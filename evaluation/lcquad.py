@@ -38,9 +38,11 @@ class LcQuad:
 
     train: list[Question]
     dev: list[Question]
+    """The evaluated questions: the dev split of the training file, or a ``--test`` file."""
     names: list[str]
     pairs: list[tuple[str, str]]
     skipped: int = 0
+    split: str = "dev"
 
     def write_kb(self, directory: Path) -> tuple[Path, Path, Path]:
         """Writes the KB as simlink inputs (entities JSONL, facts TSV) and the train split as labelled JSONL.
@@ -93,12 +95,16 @@ def in_dev_split(question_id: str, dev_percent: int) -> bool:
     return int(hashlib.sha1(question_id.encode()).hexdigest(), 16) % 100 < dev_percent
 
 
-def read_lcquad(directory: Path, dev_percent: int = 10) -> LcQuad:
-    """Reads ``train-data.json`` and ``entities.txt``; null or malformed questions are skipped and counted."""
-    rows = json.loads((directory / "train-data.json").read_text(encoding="utf-8"))
-    train, dev, skipped = [], [], 0
-    names: dict[str, None] = {}
-    pairs: dict[tuple[str, str], None] = {}
+def _read_questions(path: Path, names: dict[str, None], pairs: dict[tuple[str, str], None]) -> tuple[list, int]:
+    """The questions of one LC-QuAD file (null or malformed ones skipped and counted); their resources
+    and single-triple pairs are added to ``names`` and ``pairs``."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not LC-QuAD JSON ({error})") from error
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of LC-QuAD questions")
+    questions, skipped = [], 0
     for row in rows:
         text, query = row.get("corrected_question"), row.get("sparql_query")
         if not isinstance(text, str) or not text.strip() or text.strip() in {"n/a", "[]"} or not query:
@@ -111,12 +117,33 @@ def read_lcquad(directory: Path, dev_percent: int = 10) -> LcQuad:
         names.update(dict.fromkeys(entities))
         if pair:
             pairs[pair] = None
-        question = Question(str(row.get("_id")), text.strip(), entities, pair)
-        (dev if in_dev_split(question.id, dev_percent) else train).append(question)
+        questions.append(Question(str(row.get("_id")), text.strip(), entities, pair))
+    return questions, skipped
+
+
+def read_lcquad(directory: Path, dev_percent: int = 10, test: Path | None = None) -> LcQuad:
+    """Reads ``train-data.json`` and ``entities.txt``; null or malformed questions are skipped and counted.
+
+    Without ``test``, a hash of each id puts ``dev_percent`` of the questions in the dev split. With a
+    ``test`` file (LC-QuAD format), every question of ``train-data.json`` trains, the test questions
+    are the evaluation split, and the closed-world KB holds the names of both files: the KB is known
+    in advance, only the labels are held out.
+    """
+    names: dict[str, None] = {}
+    pairs: dict[tuple[str, str], None] = {}
+    questions, skipped = _read_questions(directory / "train-data.json", names, pairs)
+    if test is not None:
+        train, split = questions, "test"
+        evaluated, test_skipped = _read_questions(test, names, pairs)
+        skipped += test_skipped
+    else:
+        split = "dev"
+        train = [q for q in questions if not in_dev_split(q.id, dev_percent)]
+        evaluated = [q for q in questions if in_dev_split(q.id, dev_percent)]
     for line in (directory / "entities.txt").read_text(encoding="utf-8").splitlines():
         if line.strip().startswith(RESOURCE):
             names[readable_name(line.strip())] = None
-    return LcQuad(train, dev, [name for name in names if name], list(pairs), skipped)
+    return LcQuad(train, evaluated, [name for name in names if name], list(pairs), skipped, split)
 
 
 def name_swaps(data: LcQuad, seed: int = 0) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from evaluation.baselines import DenseLinker, DictionaryLinker
 from evaluation.lcquad import LcQuad, Question, entity_id
 from evaluation.metrics import score_predictions
 from index.progress import Progress, no_progress
-from models.linking import LinkingEngine, LinkQuery, NgramCandidates, PairMatch, several_entities
+from models.linking import AUTO, LinkingEngine, LinkQuery, NgramCandidates, PairMatch, several_entities
 
 CandidateSource = Callable[[str], "tuple[str, ...] | None"]
 
@@ -27,11 +28,20 @@ class LinkReport:
     """Per method, the :func:`~evaluation.metrics.score_predictions` summary; and KBQA accuracy."""
 
     questions: int
+    split: str = "dev"
+    default_method: str | None = None
+    """The method ``/link-entity`` applies with default request fields (None without a linker)."""
     entity_linking: dict[str, dict[str, float]] = field(default_factory=dict)
     kbqa: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
-        return {"questions": self.questions, "entity_linking": self.entity_linking, "kbqa": self.kbqa}
+        return {
+            "split": self.split,
+            "questions": self.questions,
+            "default_method": self.default_method,
+            "entity_linking": self.entity_linking,
+            "kbqa": self.kbqa,
+        }
 
 
 def generative_predictions(
@@ -40,11 +50,12 @@ def generative_predictions(
     num_beams: int,
     batch_size: int,
     progress: Progress = no_progress,
-    candidates: CandidateSource | None = None,
+    candidates: CandidateSource | Literal["auto"] | None = None,
 ) -> tuple[list[list[str]], list[list[str]]]:
     """Per question: the top beam alone, and :func:`several_entities` of the beams (a cheap way to
     return several entities per question). With ``candidates``, each question's search is
-    restricted to the ids it returns (the full trie when it returns None)."""
+    restricted to the ids it returns (the full trie when it returns None), or to the engine's own
+    lexical candidates with ``"auto"``."""
     top1, with_mentioned = [], []
     batches = [questions[i : i + batch_size] for i in range(0, len(questions), batch_size)]
     for batch in progress(batches, "linking", len(batches)):
@@ -54,7 +65,7 @@ def generative_predictions(
                 "entity",
                 top_k=num_beams,
                 num_beams=num_beams,
-                candidates=candidates(q.text) if candidates else None,
+                candidates=candidates if candidates in (None, AUTO) else candidates(q.text),
             )
             for q in batch
         ]
@@ -71,13 +82,16 @@ def kbqa_predictions(
     num_beams: int,
     batch_size: int,
     progress: Progress = no_progress,
+    candidates: Literal["auto"] | None = None,
 ) -> list[PairMatch | None]:
-    """The top (subject, predicate) the linker generates for each question under the KBQA trie, with
-    its answers from the KB; None where the search finds nothing."""
+    """The top (subject, predicate) the linker generates for each question under the KBQA trie (or,
+    with ``candidates="auto"``, under the pairs of the subjects the question writes), with its answers
+    from the KB; None where the search finds nothing."""
     predicted: list[PairMatch | None] = []
     batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
     for batch in progress(batches, "answering", len(batches)):
-        found = engine.link([LinkQuery(text, "kbqa", top_k=1, num_beams=num_beams) for text in batch])
+        queries = [LinkQuery(text, "kbqa", top_k=1, num_beams=num_beams, candidates=candidates) for text in batch]
+        found = engine.link(queries)
         predicted.extend(matches[0] if matches else None for matches in found)
     return predicted
 
@@ -112,23 +126,26 @@ def evaluate_linking(
     batch_size: int = 25,
     progress: Progress = no_progress,
 ) -> LinkReport:
-    """Scores every method on ``data.dev``: dictionary matching and dense retrieval (``embed`` maps
-    texts to unit vectors), then, with a ``linker``, the generative methods (full trie, n-gram
-    candidate trie; top beam, and with other mentioned beams) and single-triple KBQA."""
+    """Scores every method on ``data.dev`` (the dev split, or a test file): dictionary matching and
+    dense retrieval (``embed`` maps texts to unit vectors), then, with a ``linker``, the generative
+    methods (full trie, n-gram candidate trie, the engine's ``candidates: auto``; top beam, and with
+    other mentioned beams) and single-triple KBQA."""
     dev = data.dev
     runs: dict[str, tuple[list[list[str]], float]] = {}
     dictionary = DictionaryLinker(data.names)
     runs["dictionary (longest match)"] = _timed(lambda: [dictionary.link(q.text) for q in dev])
     runs["dense MiniLM (top 1)"] = _timed(lambda: DenseLinker(embed, data.names).link_all([q.text for q in dev]))
-    report = LinkReport(len(dev))
+    report = LinkReport(len(dev), data.split)
     if linker is not None:
-        variants: list[tuple[str, str, CandidateSource | None]] = [
-            (f"generative, top beam (beam {num_beams})", "generative, top beam + other mentioned beams", None),
+        report.default_method = f"generative, top beam (beam {num_beams})"
+        variants: list[tuple[str, str, CandidateSource | Literal["auto"] | None]] = [
+            (report.default_method, "generative, top beam + other mentioned beams", None),
             (
                 "generative, n-gram candidate trie, top beam",
                 "generative, n-gram candidate trie + other mentioned beams",
                 NgramCandidates(data.names, entity_id),
             ),
+            ("generative, candidates auto, top beam", "generative, candidates auto + other mentioned beams", AUTO),
         ]
         for top_label, mentioned_label, candidates in variants:
             started = time.perf_counter()

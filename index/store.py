@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 SCHEMA = """
@@ -25,6 +25,7 @@ INDEXES = """
 CREATE INDEX entity_names_by_sequence ON entity_names (sequence_id);
 CREATE INDEX entity_names_by_entity ON entity_names (entity_id);
 CREATE INDEX kbqa_pairs_by_sequence ON kbqa_pairs (sequence_id);
+CREATE INDEX kbqa_pairs_by_subject ON kbqa_pairs (subject);
 CREATE INDEX facts_by_pair ON facts (subject, predicate);
 """
 STORE_NAME = "kb.sqlite"
@@ -100,6 +101,33 @@ class KbStore:
             (sequence_id,),
         )
         return list(rows)
+
+    def descriptions(self, entity_ids: Sequence[str]) -> dict[str, str]:
+        """``entity id -> description`` (empty where the KB gave none); ids not in the store are absent."""
+        rows = self._db.execute(
+            f"SELECT id, description FROM entities WHERE id IN ({_placeholders(len(entity_ids))})", list(entity_ids)
+        )
+        return dict(rows)
+
+    def pair_sequences_of_subjects(self, subjects: Iterable[str]) -> list[int]:
+        """KBQA-trie sequence ids of every (subject, predicate) pair of these subjects."""
+        names = list(dict.fromkeys(subjects))
+        found: list[int] = []
+        for start in range(0, len(names), 500):  # SQLite caps bound parameters per statement
+            chunk = names[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT sequence_id FROM kbqa_pairs WHERE subject IN ({_placeholders(len(chunk))})", chunk
+            )
+            found.extend(row[0] for row in rows)
+        return list(dict.fromkeys(found))
+
+    def entity_names(self) -> Iterator[tuple[str, str]]:
+        """Every ``(entity id, name)``, streamed."""
+        yield from self._db.execute("SELECT id, name FROM entities")
+
+    def kbqa_subjects(self) -> Iterator[str]:
+        """Every distinct KBQA subject, streamed."""
+        yield from (row[0] for row in self._db.execute("SELECT DISTINCT subject FROM kbqa_pairs"))
 
     def objects(self, subject: str, predicate: str) -> list[str]:
         """Every object of ``subject predicate ?`` in file order."""

@@ -80,10 +80,21 @@ def _state_limits_in_schema(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict:
         schema = build_schema()
         for model, field, key, value in deployment_limits(settings):
-            schema["components"]["schemas"][model]["properties"][field][key] = value
+            _state_limit(schema["components"]["schemas"][model]["properties"][field], key, value)
         return schema
 
     app.openapi = openapi
+
+
+_TYPE_OF_LIMIT = {"maxItems": "array", "maxLength": "string", "maximum": "integer"}
+
+
+def _state_limit(prop: dict, key: str, value: int) -> None:
+    """Sets a limit on a property's schema, or on the branch of its ``anyOf`` that the limit is about
+    (``candidates`` is a list of ids or ``"auto"``: ``maxItems`` goes on the list)."""
+    branches = [branch for branch in prop.get("anyOf", []) if branch.get("type") == _TYPE_OF_LIMIT[key]]
+    for target in branches or [prop]:
+        target[key] = value
 
 
 def _serve_page(app: FastAPI) -> None:

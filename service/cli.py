@@ -189,21 +189,37 @@ def evaluate_link(
         Optional[Path], typer.Option(help="Write the closed-world KB and the train split (for build-index/train).")
     ] = None,
     dev_percent: Annotated[int, typer.Option(help="Share of questions in the dev split (by id hash).")] = 10,
+    test: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Evaluate on this LC-QuAD-format file instead of the dev split: every question of the "
+            "training file trains, and the exported KB holds the names of both files.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     num_beams: Annotated[int, typer.Option(help="Beam width of the generative linker.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Questions per generate call.")] = 25,
     threads: ThreadsOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write the figures as JSON here (split, default_method, entity_linking, kbqa)."),
+    ] = None,
 ) -> None:
-    """LC-QuAD dev: entity linking (generative vs dictionary and dense baselines) and single-triple KBQA."""
+    """LC-QuAD dev (or --test): entity linking (generative vs dictionary and dense baselines) and
+    single-triple KBQA."""
     from evaluation.lcquad import read_lcquad
     from evaluation.link_report import evaluate_linking
     from models.loader import set_torch_threads
     from service.runtime import build_encoder
 
     set_torch_threads(threads)
-    lcquad = read_lcquad(data, dev_percent)
+    try:
+        lcquad = read_lcquad(data, dev_percent, test)
+    except (ValueError, OSError) as error:
+        raise _fail(str(error)) from error
     typer.echo(
-        f"LC-QuAD: {len(lcquad.train)} train / {len(lcquad.dev)} dev questions ({lcquad.skipped} skipped), "
+        f"LC-QuAD: {len(lcquad.train)} train / {len(lcquad.dev)} {lcquad.split} questions ({lcquad.skipped} skipped), "
         f"KB of {len(lcquad.names)} names and {len(lcquad.pairs)} (resource, predicate) pairs"
     )
     if export_kb is not None:
@@ -211,7 +227,7 @@ def evaluate_link(
         typer.echo("wrote " + ", ".join(str(path) for path in paths))
         if model is None:
             return
-    linker = _open_linker(model, index) if model is not None else None
+    linker = _open_linker(model, index, threads) if model is not None else None
     encoder = build_encoder(_settings(torch_threads=threads))
     report = evaluate_linking(lcquad, encoder.embed_sentences, linker, num_beams, batch_size, _progress)
     _print_link_report(report)
@@ -231,7 +247,7 @@ _LINK_COLUMNS = {
 
 
 def _print_link_report(report: LinkReport) -> None:
-    table = Table(title=f"LC-QuAD dev, {report.questions} questions, entity linking")
+    table = Table(title=f"LC-QuAD {report.split}, {report.questions} questions, entity linking")
     table.add_column("method")
     for column in (*_LINK_COLUMNS.values(), "ms/question"):
         table.add_column(column, justify="right")
@@ -243,15 +259,53 @@ def _print_link_report(report: LinkReport) -> None:
         typer.echo(f"KBQA, single-triple dev questions: {json.dumps(report.kbqa)}")
 
 
-def _open_linker(model: str, index: Optional[Path]) -> LinkingEngine:
-    from models.linking import LinkingEngine, load_seq2seq_model
+def _open_linker(model: str, index: Optional[Path], threads: Optional[int] = None) -> LinkingEngine:
+    """The linker as a server with these settings opens it (disambiguation on the embedded encoder included)."""
+    from service.runtime import build_linker
 
     if index is None:
         raise _fail("--index is needed with --model (build it with 'simlink build-index --model MODEL')")
     try:
-        return LinkingEngine.open(load_seq2seq_model(model), index)
+        return build_linker(_settings(link_model=model, link_index=index, torch_threads=threads))
     except (ModelLoadError, IndexLoadError) as error:
         raise _fail(str(error)) from error
+
+
+@evaluate_app.command("shared-names")
+def evaluate_shared_names_command(
+    model: Annotated[str, typer.Option(help="Trained linker directory.")],
+    index: Annotated[Path, typer.Option(help="Index built from the KB with that model.")],
+    sentences: Annotated[
+        Path,
+        typer.Option(
+            help="Labelled sentences for entities that share a name (JSONL: text, mention, entity), kept out "
+            "of training, e.g. examples/demo_kb/shared_names.jsonl.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    num_beams: Annotated[int, typer.Option(help="Beam width of the generative linker.")] = 5,
+    threads: ThreadsOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """Shared names: first-result accuracy with entities of one name tied (in id order) and ordered by
+    the disambiguation stage."""
+    from evaluation.shared_names import evaluate_shared_names, read_sentences
+    from index.kb import KbFormatError
+    from models.loader import set_torch_threads
+
+    set_torch_threads(threads)
+    try:
+        labelled = read_sentences(sentences)
+    except (KbFormatError, OSError) as error:
+        raise _fail(str(error)) from error
+    report = evaluate_shared_names(_open_linker(model, index, threads), labelled, num_beams)
+    typer.echo(
+        f"{int(report['sentences'])} sentences; first result right: {report['ties_in_id_order']:.3f} with ties "
+        f"in id order, {report.get('disambiguated', float('nan')):.3f} disambiguated by description"
+    )
+    if out is not None:
+        out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 @evaluate_app.command("kgclue")
@@ -288,6 +342,13 @@ def evaluate_kgclue_command(
     ] = None,
     heldout_percent: Annotated[int, typer.Option(help="Share of train.json held out for choices (by id hash).")] = 5,
     num_beams: Annotated[int, typer.Option(help="Beam width of the generative linker.")] = 5,
+    copy_weights: Annotated[
+        str,
+        typer.Option(
+            help="Copy weights to try on the held-out split (comma-separated; see SIMLINK_LINK_COPY_WEIGHT); "
+            "the best there, with or without candidates auto, is the setting scored on dev."
+        ),
+    ] = "0,0.5,1,2",
     batch_size: Annotated[int, typer.Option(help="Questions per generate call.")] = 25,
     train_batch_size: Annotated[int, typer.Option(help="Training examples per step.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-4,
@@ -302,6 +363,11 @@ def evaluate_kgclue_command(
     from evaluation.kgclue_report import evaluate_kgclue
     from index.kb import KbFormatError
     from models.loader import set_torch_threads
+
+    try:
+        weights = [float(weight) for weight in copy_weights.split(",")]
+    except ValueError as error:
+        raise _fail(f"--copy-weights: {error}") from error
 
     set_torch_threads(threads)
     try:
@@ -337,8 +403,10 @@ def evaluate_kgclue_command(
         model = str(_train_kgclue(paths, work / "model", base_model, config))
     linker = _kgclue_linker(model, paths, work / "index") if model is not None else None
     label = f"generative (beam {num_beams}{'' if extend_vocab or not trained else ', vocabulary not extended'})"
-    report = evaluate_kgclue(kgclue, linker, num_beams, batch_size, _progress, label)
+    report = evaluate_kgclue(kgclue, linker, num_beams, batch_size, _progress, label, weights)
     _print_kgclue_report(report)
+    if report.chosen:
+        typer.echo(f"chosen on the held-out split, scored on dev: {json.dumps(report.chosen)}")
     if out is not None:
         out.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
 

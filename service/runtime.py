@@ -117,17 +117,25 @@ def linker_spec(settings: Settings) -> LinkerSpec | None:
     if settings.link_model is None or settings.link_index is None:
         missing = "SIMLINK_LINK_MODEL" if settings.link_model is None else "SIMLINK_LINK_INDEX"
         raise ModelLoadError(f"entity linking needs both a model and an index; {missing} is not set")
-    return LinkerSpec(settings.link_model, settings.link_index, settings.link_dtype, settings.max_link_input_tokens)
+    return LinkerSpec(
+        settings.link_model,
+        settings.link_index,
+        settings.link_dtype,
+        settings.max_link_input_tokens,
+        encoder_spec(settings) if settings.link_disambiguate else None,
+        settings.link_copy_weight,
+    )
 
 
-def build_linker(settings: Settings) -> LinkingEngine | None:
-    """The linking engine of :func:`linker_spec`, or None.
+def build_linker(settings: Settings, encoder: TokenEncoder | None = None) -> LinkingEngine | None:
+    """The linking engine of :func:`linker_spec`, or None; ``encoder`` (the server's, built from the
+    same settings) serves its disambiguation instead of a second copy.
 
     Raises :class:`ModelLoadError` or :class:`index.manifest.IndexLoadError` naming the path when
     either is missing, corrupt, or the index was built with another tokenizer than the model's.
     """
     spec = linker_spec(settings)
-    return spec.open() if spec is not None else None
+    return spec.open(encoder) if spec is not None else None
 
 
 def encoder_workers(settings: Settings, encoder: TokenEncoder) -> int:
@@ -168,7 +176,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         on_drop=metrics.dropped.labels("encoder").inc,
         threads=encoder_threads,
     )
-    linker = build_linker(settings)
+    linker = build_linker(settings, encoder)
     async_linker = None
     if linker is not None:
         logger.info("linker ready: %s over index %s", linker.model.name, linker.index.path)

@@ -213,8 +213,12 @@ class LinkRequest(_Strict):
     )
     top_k: int = Field(5, ge=1, description="How many results to return (at most num_beams).")
     num_beams: int = Field(5, ge=1, description="Beam width of the constrained search.")
-    candidates: list[Annotated[str, Field(min_length=1)]] | None = Field(
-        None, min_length=1, description="Entity task only: the entity ids the answer must come from."
+    candidates: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | Literal["auto"] | None = (
+        Field(
+            None,
+            description="Narrows the search: a list of entity ids the answer must come from (entity task), or "
+            '"auto" for the KB names the text writes (either task; the whole index when it writes none).',
+        )
     )
 
 
@@ -222,6 +226,11 @@ class EntityResult(BaseModel):
     id: str = Field(description="Entity id in the knowledge base.")
     name: str = Field(description="The entity's name, as generated.")
     score: float = Field(description="Log-probability of the generated name under the model.")
+    disambiguation: float | None = Field(
+        None,
+        description="Where several entities share the generated name: the similarity of this entity's description "
+        "to the text, which ordered them (absent when the name is the entity's alone).",
+    )
 
 
 class KbqaResult(BaseModel):

@@ -112,6 +112,17 @@ class Settings(BaseSettings):
         None, description="Index directory written by 'simlink build-index' with the linker's tokenizer."
     )
     link_dtype: Literal["fp32", "bf16"] = Field("fp32", description="The linker's weights' precision.")
+    link_copy_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="Orders a beam's results by log-probability plus this much per character of the result that "
+        "the text writes (Seq2Seq + prefix tree's copy preference); 0: by the model alone.",
+    )
+    link_disambiguate: bool = Field(
+        True,
+        description="Order entities that share a generated name by the similarity of their descriptions to the "
+        "text (the encoder's default method); off: they come back tied, in id order.",
+    )
     max_link_chars: int = Field(2000, ge=1, description="Longest text accepted by /link-entity (characters).")
     max_link_input_tokens: int = Field(256, ge=8, description="Linker input tokens kept (longer inputs are cut).")
     max_beams: int = Field(20, ge=1, description="Largest num_beams a /link-entity request may ask for.")

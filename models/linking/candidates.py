@@ -1,16 +1,28 @@
 """Lexical help for the generative linker: which KB names a text mentions, and where.
 
 The generative linker writes names under a trie; these heuristics narrow each text's trie to the
-names its words mention (:class:`NgramCandidates`) and pick several entities out of one beam
-search (:func:`several_entities`). Both work on words: runs of letters and digits, lower-cased.
+names the text mentions and pick several entities out of one beam search (:func:`several_entities`).
+:class:`LexicalCandidates` finds names in any script (Chinese is written without spaces);
+:class:`NgramCandidates` and the span helpers work on words: runs of letters and digits, lower-cased.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import marisa_trie
 
 WORD = re.compile(r"\w+(?:['’.]\w+)*")
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+def writes_chinese(text: str) -> bool:
+    """Whether ``text`` holds a Chinese character (a CJK ideograph)."""
+    return _HAN.search(text) is not None
 
 
 def words(text: str) -> list[str]:
@@ -74,3 +86,95 @@ class NgramCandidates:
                 found.update(dict.fromkeys(self.exact.get(ngram, ())))
                 found.update(dict.fromkeys(self.by_prefix.get(ngram, ())))
         return tuple(found) or None
+
+
+def lcs_length(a: str, b: str) -> int:
+    """Length of the longest common subsequence of two strings' characters."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = [0] * (len(b) + 1)
+    for char in a:
+        current = [0]
+        for j, other in enumerate(b, start=1):
+            current.append(previous[j - 1] + 1 if char == other else max(previous[j], current[j - 1]))
+        previous = current
+    return previous[-1]
+
+
+def copied_characters(target: str, text: str) -> int:
+    """How much of a generated target the text writes: the longest common subsequence of the two,
+    folded (:func:`fold`). Answers are mostly copied from the question, so this favours the longest
+    name the question writes and, between names that share it, the one whose qualifier it echoes."""
+    return lcs_length(fold(target), fold(text))
+
+
+def fold(text: str) -> str:
+    """``text`` for matching, one character for one: NFKC (full-width ``（`` is ``(``) and case-folded,
+    except where that would change the length (``ß``), so that offsets in the result are offsets in ``text``."""
+    folded = (unicodedata.normalize("NFKC", char).casefold() for char in text)
+    return "".join(new if len(new) == 1 else old for new, old in zip(folded, text, strict=True))
+
+
+def surfaces(name: str) -> set[str]:
+    """How a text may write ``name``: the name, and the name before a trailing qualifier in
+    parentheses (``刘晓华`` for ``刘晓华（广东工业大学教授）``, ``Python`` for ``Python (programming language)``)."""
+    whole = fold(name).strip()
+    found = {whole, _QUALIFIER.sub("", whole)}
+    return {surface for surface in found if surface}
+
+
+@dataclass(frozen=True)
+class LexicalMatch:
+    """A name's surface found in a text: its character span and the key (entity id, or subject) behind it."""
+
+    start: int
+    end: int
+    key: str
+
+
+def _bounded(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` stands as whole words: no letter or digit runs on across either end,
+    unless a Chinese character is on one side (Chinese needs no spaces between words)."""
+
+    def joined(left: str, right: str) -> bool:
+        return (left.isalnum() and right.isalnum()) and not (writes_chinese(left) or writes_chinese(right))
+
+    before = start > 0 and joined(text[start - 1], text[start])
+    after = end < len(text) and joined(text[end - 1], text[end])
+    return not (before or after)
+
+
+class LexicalCandidates:
+    """Every KB name written in a text, in any script: a trie of the names' :func:`surfaces`, walked
+    from each character of the folded text, so a text of n characters costs n prefix walks.
+
+    Built from ``(key, name)`` pairs: a key is what the caller wants back (an entity id, a subject).
+    """
+
+    def __init__(self, named: Iterable[tuple[str, str]]) -> None:
+        self._trie = marisa_trie.BytesTrie((surface, key.encode()) for key, name in named for surface in surfaces(name))
+
+    def __len__(self) -> int:
+        return len(self._trie)
+
+    def matches(self, text: str) -> list[LexicalMatch]:
+        """Every occurrence of a surface as whole words, in text order."""
+        folded = fold(text)
+        found = []
+        for start in range(len(folded)):
+            for surface in self._trie.prefixes(folded[start:]):
+                end = start + len(surface)
+                if _bounded(folded, start, end):
+                    found.extend(LexicalMatch(start, end, key.decode()) for key in self._trie[surface])
+        return found
+
+    def __call__(self, text: str) -> tuple[str, ...] | None:
+        """Keys of the longest matches: a match inside a longer one is dropped (``中国`` in
+        ``中国人民大学``, ``Amazon`` in ``Amazon Web Services``); None when nothing matches."""
+        found = self.matches(text)
+        longest = [match for match in found if not any(_inside_longer(match, other) for other in found)]
+        return tuple(dict.fromkeys(match.key for match in longest)) or None
+
+
+def _inside_longer(match: LexicalMatch, other: LexicalMatch) -> bool:
+    return other.start <= match.start and match.end <= other.end and other.end - other.start > match.end - match.start

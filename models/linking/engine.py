@@ -11,18 +11,23 @@ Usable from Python without the server::
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from index.linking_index import LinkingIndex
 from index.trie import TokenTrie
 from models.admission import Admission
 from models.batching import BatchedFacade
+from models.linking.candidates import LexicalCandidates, copied_characters
+from models.linking.disambiguation import DescriptionScorer, Disambiguator
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, Task, format_input, load_seq2seq_model
 from models.loader import DType
+from models.similarity.encoder import EncoderSpec, TokenEncoder
+from models.similarity.engine import SimilarityEngine
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,22 @@ class LinkerSpec:
     index: Path
     dtype: DType = "fp32"
     max_input_tokens: int = 256
+    disambiguate_with: EncoderSpec | None = None
+    """The encoder whose similarity orders entities sharing a name (:mod:`models.linking.disambiguation`)."""
+    copy_weight: float = 0.0
 
-    def open(self) -> LinkingEngine:
-        """Loads the model and opens the index; errors name the path (see :meth:`LinkingEngine.open`)."""
-        return LinkingEngine.open(load_seq2seq_model(self.model, self.dtype), self.index, self.max_input_tokens)
+    def open(self, encoder: TokenEncoder | None = None) -> LinkingEngine:
+        """Loads the model and opens the index; errors name the path (see :meth:`LinkingEngine.open`).
+        With ``disambiguate_with``, ``encoder`` (one already loaded from that spec) or a new one from
+        it scores the descriptions of entities that share a name."""
+        disambiguator = None
+        if self.disambiguate_with is not None:
+            similarity = SimilarityEngine(encoder or self.disambiguate_with.load())
+            disambiguator = DescriptionScorer(similarity)
+        model = load_seq2seq_model(self.model, self.dtype)
+        engine = LinkingEngine.open(model, self.index, self.max_input_tokens, disambiguator)
+        engine.copy_weight = self.copy_weight
+        return engine
 
 
 class UnknownCandidatesError(ValueError):
@@ -49,23 +66,34 @@ class UnknownCandidatesError(ValueError):
         self.unknown = list(unknown)
 
 
+AUTO: Literal["auto"] = "auto"
+"""``LinkQuery.candidates`` value: the names the text writes (:class:`LexicalCandidates`), or every name if none."""
+
+
 @dataclass(frozen=True)
 class LinkQuery:
-    """One linking request: a text (with an optional mention span) and how many answers to return."""
+    """One linking request: a text (with an optional mention span) and how many answers to return.
+
+    ``candidates`` narrows the trie: entity ids to choose from (entity task), or :data:`AUTO` for the
+    KB names the text writes (either task), falling back to the whole trie when it writes none."""
 
     text: str
     task: Task = "entity"
     mention: tuple[int, int] | None = None
     top_k: int = 5
     num_beams: int = 5
-    candidates: tuple[str, ...] | None = None
+    candidates: tuple[str, ...] | Literal["auto"] | None = None
 
 
 @dataclass(frozen=True)
 class EntityMatch:
+    """An entity and how it was chosen: ``score`` is the generated name's log-probability; where
+    several entities share that name, ``disambiguation`` is the score that ordered them."""
+
     id: str
     name: str
     score: float
+    disambiguation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,15 +134,28 @@ class LinkingEngine:
     model: Seq2SeqModel
     index: LinkingIndex
     max_input_tokens: int = 256
+    disambiguator: Disambiguator | None = None
+    copy_weight: float = 0.0
+    """Added to a result's log-probability, per character of it the text writes (:func:`copied_characters`),
+    to order the beam's results: the copy preference of Seq2Seq + prefix tree. 0 orders by the model alone."""
     _max_lengths: dict[str, int] = field(init=False)
+    _lexical: dict[str, LexicalCandidates] = field(init=False, default_factory=dict)
+    _lexical_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     @classmethod
-    def open(cls, model: Seq2SeqModel, index_path: Path, max_input_tokens: int = 256) -> LinkingEngine:
+    def open(
+        cls,
+        model: Seq2SeqModel,
+        index_path: Path,
+        max_input_tokens: int = 256,
+        disambiguator: Disambiguator | None = None,
+    ) -> LinkingEngine:
         """Opens the index at ``index_path`` for ``model``, refusing one built with another tokenizer
-        or other special tokens (:class:`index.manifest.IndexLoadError`, naming the path)."""
+        or other special tokens (:class:`index.manifest.IndexLoadError`, naming the path). Without a
+        ``disambiguator``, entities sharing a generated name come back tied, in id order."""
         index = LinkingIndex.open(index_path, model.tokens.identity)
         index.manifest.check_special_tokens(index.path, model.tokens.special_tokens)
-        return cls(model, index, max_input_tokens)
+        return cls(model, index, max_input_tokens, disambiguator)
 
     def __post_init__(self) -> None:
         counts = self.index.manifest.counts
@@ -143,17 +184,41 @@ class LinkingEngine:
             raise UnknownCandidatesError(unknown)
         return found
 
+    def lexical_candidates(self, task: Task) -> LexicalCandidates:
+        """The finder of the KB names a text writes: entity names (keys: entity ids) or KBQA subjects
+        (keys: subjects). Built from the store on first use and kept: seconds and some memory per
+        million names, paid only by deployments that ask for ``candidates: auto``."""
+        with self._lexical_lock:
+            if task not in self._lexical:
+                store = self.index.store
+                named = store.entity_names() if task == "entity" else ((s, s) for s in store.kbqa_subjects())
+                self._lexical[task] = LexicalCandidates(named)
+            return self._lexical[task]
+
     def _trie_for(self, query: LinkQuery) -> NextTokenSource:
-        if query.task == "kbqa":
-            return self.index.kbqa_trie
+        full = self.index.kbqa_trie if query.task == "kbqa" else self.index.entity_trie
         if query.candidates is None:
-            return self.index.entity_trie
-        sequence_ids = set(self.check_candidates(query.candidates).values())
-        return TokenTrie.build(self.index.entity_trie.sequence(sequence_id) for sequence_id in sequence_ids)
+            return full
+        if query.candidates == AUTO:
+            keys = self.lexical_candidates(query.task)(query.text)
+            if keys is None:
+                return full
+            if query.task == "kbqa":
+                sequence_ids = set(self.index.store.pair_sequences_of_subjects(keys))
+            else:
+                sequence_ids = set(self.index.store.sequences_of_entities(keys).values())
+        else:
+            sequence_ids = set(self.check_candidates(query.candidates).values())
+        return TokenTrie.build(full.sequence(sequence_id) for sequence_id in sequence_ids)
 
     def link(self, queries: Sequence[LinkQuery]) -> list[Matches]:
-        """Matches per query, best first; queries with the same beam width share one ``generate`` call."""
-        results: list[Matches] = [[] for _ in queries]
+        """Matches per query, best first; queries with the same beam width share one beam search."""
+        return [self.resolve(query, found) for query, found in zip(queries, self.search(queries), strict=True)]
+
+    def search(self, queries: Sequence[LinkQuery]) -> list[list[Hypothesis]]:
+        """The constrained beam search's hypotheses per query, best first by log-probability (the
+        first half of :meth:`link`; :meth:`resolve` is the second)."""
+        results: list[list[Hypothesis]] = [[] for _ in queries]
         by_beams: dict[int, list[int]] = {}
         for position, query in enumerate(queries):
             by_beams.setdefault(query.num_beams, []).append(position)
@@ -167,8 +232,8 @@ class LinkingEngine:
                 max_new_tokens=max(self._max_lengths[query.task] for query in group) + 1,
                 max_input_tokens=self.max_input_tokens,
             )
-            for position, query, found in zip(positions, group, hypotheses, strict=True):
-                results[position] = self._resolve(query, found)
+            for position, found in zip(positions, hypotheses, strict=True):
+                results[position] = found
         return results
 
     def _model_input(self, query: LinkQuery) -> str:
@@ -195,7 +260,11 @@ class LinkingEngine:
             start, end = _token_window(offsets, mention, budget, len(text))
         return text[start:end], (mention[0] - start, mention[1] - start)
 
-    def _resolve(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> Matches:
+    def resolve(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> Matches:
+        """The KB's entities (or pairs with their answers) behind the hypotheses, ordered by the
+        copy preference (``copy_weight``) and, within a shared name, by the disambiguator."""
+        if self.copy_weight and len(hypotheses) > 1:
+            hypotheses = self._favour_copies(query, hypotheses)
         if query.task == "kbqa":
             return self._resolve_pairs(hypotheses, query.top_k)
         return self._resolve_entities(hypotheses, query)
@@ -204,14 +273,41 @@ class LinkingEngine:
         trie = self.index.entity_trie
         scored = [(trie.sequence_id(hypothesis.tokens), hypothesis.score) for hypothesis in hypotheses]
         entities = self.index.store.entities_of_sequences([sequence_id for sequence_id, _ in scored])
-        allowed = set(query.candidates) if query.candidates is not None else None
-        matches = [
-            EntityMatch(entity_id, name, score)
-            for sequence_id, score in scored
-            for entity_id, name in entities.get(sequence_id, [])
-            if allowed is None or entity_id in allowed
-        ]
+        allowed = set(query.candidates) if query.candidates not in (None, AUTO) else None
+        matches = []
+        for sequence_id, score in scored:
+            named = [(i, name) for i, name in entities.get(sequence_id, []) if allowed is None or i in allowed]
+            matches.extend(self._ordered(query.text, named, score))
+            if len(matches) >= query.top_k:
+                break
         return matches[: query.top_k]
+
+    def _favour_copies(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+        """The hypotheses by log-probability plus ``copy_weight`` per character of their name (or
+        subject and predicate) that the text writes; their scores stay log-probabilities."""
+        store = self.index.store
+        if query.task == "kbqa":
+            trie = self.index.kbqa_trie
+            pairs = [store.pairs_of_sequence(trie.sequence_id(h.tokens)) for h in hypotheses]
+            targets = ["".join(found[0]) if found else "" for found in pairs]
+        else:
+            trie = self.index.entity_trie
+            sequence_ids = [trie.sequence_id(h.tokens) for h in hypotheses]
+            named = store.entities_of_sequences(sequence_ids)
+            targets = [named[i][0][1] if named.get(i) else "" for i in sequence_ids]
+        bonus = [self.copy_weight * copied_characters(target, query.text) for target in targets]
+        order = sorted(range(len(hypotheses)), key=lambda i: -(hypotheses[i].score + bonus[i]))
+        return [hypotheses[i] for i in order]
+
+    def _ordered(self, text: str, named: list[tuple[str, str]], score: float) -> list[EntityMatch]:
+        """The entities behind one generated name: alone as they are; several, best first by the
+        disambiguator (in id order without one)."""
+        if len(named) < 2 or self.disambiguator is None:
+            return [EntityMatch(entity_id, name, score) for entity_id, name in named]
+        descriptions = self.index.store.descriptions([entity_id for entity_id, _ in named])
+        fits = self.disambiguator(text, [descriptions.get(entity_id, "") for entity_id, _ in named])
+        ranked = sorted(zip(named, fits, strict=True), key=lambda item: -item[1])
+        return [EntityMatch(entity_id, name, score, fit) for (entity_id, name), fit in ranked]
 
     def _resolve_pairs(self, hypotheses: list[Hypothesis], top_k: int) -> list[PairMatch]:
         trie, store = self.index.kbqa_trie, self.index.store
@@ -257,7 +353,7 @@ class AsyncLinkingEngine(BatchedFacade[LinkQuery, Matches]):
     async def link(self, query: LinkQuery) -> Matches:
         """The matches of one query, best first; unknown candidate ids raise
         :class:`UnknownCandidatesError` before any generation."""
-        if query.candidates is not None:
+        if query.candidates not in (None, AUTO):
             await asyncio.to_thread(self.engine.check_candidates, query.candidates)
         with self.admission.admit(query.num_beams):
             (matches,) = await self._batcher.submit([query])

@@ -24,6 +24,7 @@ from index.kb import (
     read_facts,
 )
 from index.manifest import SpecialTokens
+from models.linking.candidates import writes_chinese
 from models.linking.seq2seq import MENTION_END, MENTION_START, Task, format_input
 
 QUESTION_TEMPLATES = (
@@ -41,7 +42,6 @@ CHINESE_QUESTION_TEMPLATES = (
     "{subject}{predicate}是哪个？",
 )
 """Used for a (subject, predicate) written in Chinese characters (see :func:`writes_chinese`)."""
-_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,6 @@ def target_ids(example: Example, encode: dict[str, list[int]], special: SpecialT
     if example.task == "entity":
         return [*encode[example.name], special.end]
     return [*encode[example.name], special.separator, *encode[example.predicate], special.end]
-
-
-def writes_chinese(text: str) -> bool:
-    """Whether ``text`` holds a Chinese character (a CJK ideograph)."""
-    return _HAN.search(text) is not None
 
 
 def _surface_pattern(surface: str) -> str:

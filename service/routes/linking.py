@@ -33,7 +33,7 @@ def _check_limits(request: LinkRequest, settings: Settings) -> None:
             f"is {request.top_k}, more than num_beams ({request.num_beams}); "
             "beam search returns at most num_beams results",
         )
-    if request.candidates is not None and len(request.candidates) > settings.max_link_candidates:
+    if isinstance(request.candidates, list) and len(request.candidates) > settings.max_link_candidates:
         raise FieldError(
             ("candidates",),
             f"has {len(request.candidates)} ids, more than the limit of {settings.max_link_candidates}",
@@ -43,9 +43,10 @@ def _check_limits(request: LinkRequest, settings: Settings) -> None:
 
 def _check_task_fields(request: LinkRequest) -> None:
     if request.task == "kbqa":
-        for name in ("mention", "candidates"):
-            if getattr(request, name) is not None:
-                raise FieldError((name,), "applies to task 'entity' only")
+        if request.mention is not None:
+            raise FieldError(("mention",), "applies to task 'entity' only")
+        if isinstance(request.candidates, list):
+            raise FieldError(("candidates",), "a list of entity ids applies to task 'entity' only; kbqa takes 'auto'")
     if request.mention is not None:
         start, end = request.mention.start, request.mention.end
         if end <= start:
@@ -64,7 +65,7 @@ def _check_index_has(request: LinkRequest, linker: LinkingEngine) -> None:
 
 
 def _query(request: LinkRequest) -> LinkQuery:
-    candidates = tuple(request.candidates) if request.candidates is not None else None
+    candidates = tuple(request.candidates) if isinstance(request.candidates, list) else request.candidates
     mention = (request.mention.start, request.mention.end) if request.mention else None
     return LinkQuery(request.text, request.task, mention, request.top_k, request.num_beams, candidates)
 

@@ -148,9 +148,20 @@ def test_evaluate_kgclue_trains_a_tiny_model_end_to_end(kgclue_dir: Path, tmp_pa
     generative = "generative (beam 2)"
     data = load_kgclue(kgclue_dir, 30, tmp_path / "test.json")
     subjects = set(data.subjects)
-    for methods in report["splits"].values():
-        assert set(methods) == {"lexical (longest subject name)", generative}
-        assert 0.0 <= methods[generative]["all"]["score"] <= 1.0
+    heldout = report["splits"]["heldout"]
+    tried = [
+        ", ".join([generative, *(["candidates auto"] if auto else []), *([f"copy weight {w:g}"] if w else [])])
+        for auto in (False, True)
+        for w in (0, 0.5, 1, 2)
+    ]
+    assert set(heldout) == {"lexical (longest subject name)", *tried}
+    chosen = report["chosen_on_heldout"]
+    chosen_label = tried[4 * (chosen["candidates"] == "auto") + [0, 0.5, 1, 2].index(chosen["copy_weight"])]
+    assert heldout[chosen_label]["all"]["score"] == max(heldout[label]["all"]["score"] for label in tried)
+    for split in ("dev", "test"):
+        methods = report["splits"][split]
+        assert set(methods) == {"lexical (longest subject name)", generative, chosen_label}
+        assert all(0.0 <= methods[label]["all"]["score"] <= 1.0 for label in methods)
     dev_lexical = report["splits"]["dev"]["lexical (longest subject name)"]
     assert dev_lexical["all"]["score"] == pytest.approx(2 / 3)  # 黄河 and 刘晓华（演员）; 魔都 names no subject
     assert dev_lexical["not_verbatim"]["questions"] == 1 and dev_lexical["not_verbatim"]["score"] == 0.0

@@ -89,3 +89,41 @@ def test_exported_kb_is_readable_by_the_trainer_and_builder(lcquad_dir: Path, tm
         ("John Kotelawala", "allegiance"),
     }
     assert len(examples) == 5 + 2 + len(entities)  # gold entities, KBQA pairs, one name swap per name
+
+
+TEST_ROWS = [
+    {
+        "_id": "t1",
+        "corrected_question": "Who directed Barry Lyndon?",
+        "sparql_query": f"SELECT ?uri WHERE {{ <{R}Barry_Lyndon> <http://dbpedia.org/ontology/director> ?uri }}",
+    },
+    {"_id": "t2", "corrected_question": "n/a", "sparql_query": "SELECT ?uri WHERE {}"},
+]
+
+
+def test_a_test_file_is_evaluated_after_training_on_every_question(lcquad_dir: Path, tmp_path: Path) -> None:
+    test = tmp_path / "test.json"
+    test.write_text(json.dumps(TEST_ROWS))
+    data = read_lcquad(lcquad_dir, dev_percent=50, test=test)
+    assert data.split == "test" and [q.id for q in data.dev] == ["t1"] and len(data.train) == 4
+    assert "Barry Lyndon" in data.names and ("Barry Lyndon", "director") in data.pairs
+    assert data.skipped == 2
+
+
+def test_the_report_file_names_its_split_and_the_servers_default_method(lcquad_dir: Path, tmp_path: Path) -> None:
+    test = tmp_path / "test.json"
+    test.write_text(json.dumps(TEST_ROWS))
+    out = tmp_path / "report.json"
+    args = ["evaluate", "link", "--data", str(lcquad_dir), "--test", str(test), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["split"] == "test" and report["questions"] == 1 and report["default_method"] is None
+    assert report["entity_linking"]["dictionary (longest match)"]["recall"] == 1.0
+
+
+def test_a_test_file_that_is_not_lcquad_is_named(lcquad_dir: Path, tmp_path: Path) -> None:
+    test = tmp_path / "test.json"
+    test.write_text("{not json")
+    result = CliRunner().invoke(app, ["evaluate", "link", "--data", str(lcquad_dir), "--test", str(test)])
+    assert result.exit_code != 0 and "test.json" in result.output

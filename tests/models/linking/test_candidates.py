@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from models.linking.candidates import NgramCandidates, mention_span, several_entities, words
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.linking.candidates import (
+    LexicalCandidates,
+    LexicalMatch,
+    NgramCandidates,
+    copied_characters,
+    fold,
+    mention_span,
+    several_entities,
+    surfaces,
+    words,
+)
 
 
 def test_words_keep_apostrophes_and_dotted_abbreviations_whole() -> None:
@@ -30,3 +43,65 @@ def test_several_entities_skips_beams_inside_chosen_mentions() -> None:
     beams = ["John Forbes (British Army officer)", "John", "Ann Lewis", "Forbes", "Dead Sea"]
     assert several_entities(beams, text) == ["John Forbes (British Army officer)", "Ann Lewis"]
     assert several_entities([], text) == []
+
+
+SUBJECTS = [
+    ("s1", "刘晓华（广东工业大学教授）"),
+    ("s2", "刘晓华（演员）"),
+    ("s3", "中国"),
+    ("s4", "中国人民大学"),
+    ("e1", "Amazon"),
+    ("e2", "Amazon Web Services"),
+    ("e3", "Python (programming language)"),
+    ("e4", "Ada"),
+]
+
+
+def test_surfaces_are_the_name_and_the_name_before_its_qualifier() -> None:
+    assert surfaces("刘晓华（广东工业大学教授）") == {"刘晓华(广东工业大学教授)", "刘晓华"}
+    assert surfaces("Python (programming language)") == {"python (programming language)", "python"}
+    assert surfaces("(untitled)") == {"(untitled)"}
+
+
+@given(st.text(max_size=40))
+def test_fold_keeps_every_offset(text: str) -> None:
+    assert len(fold(text)) == len(text)
+
+
+def test_a_chinese_name_is_found_inside_a_sentence_without_spaces_with_every_entity_sharing_it() -> None:
+    find = LexicalCandidates(SUBJECTS)
+    assert find("刘晓华是哪里的教授？") == ("s1", "s2")
+    assert find.matches("请问刘晓华") == [LexicalMatch(2, 5, "s1"), LexicalMatch(2, 5, "s2")]
+
+
+def test_a_match_inside_a_longer_match_is_dropped_and_kept_when_alone() -> None:
+    find = LexicalCandidates(SUBJECTS)
+    assert find("中国人民大学的校长") == ("s4",)
+    assert find("中国的首都") == ("s3",)
+    assert find("who runs Amazon Web Services?") == ("e2",)
+    assert find("Amazon's founder") == ("e1",)
+
+
+def test_english_names_match_whole_words_only_and_any_case() -> None:
+    find = LexicalCandidates(SUBJECTS)
+    assert find("Adam reads ADA") == ("e4",)
+    assert find("Adam and Adamant") is None
+    assert find("is PYTHON fast") == ("e3",)
+
+
+def test_full_width_and_ascii_forms_match_each_other() -> None:
+    find = LexicalCandidates([("k", "ＡＢＣ大学"), ("q", "Ada")])
+    assert find("abc大学在哪") == ("k",)
+    assert find("ＡＤＡ") == ("q",)
+
+
+def test_a_text_writing_no_name_has_no_candidates() -> None:
+    assert LexicalCandidates(SUBJECTS)("nothing to see") is None
+    assert LexicalCandidates([])("anything") is None
+
+
+def test_copied_characters_count_the_target_the_text_writes_in_order() -> None:
+    assert copied_characters("刘晓华（广东工业大学教授）", "广东的刘晓华教授") == 5  # 刘晓华 ... 教授
+    assert copied_characters("刘晓华（演员）", "广东的刘晓华教授") == 3
+    assert copied_characters("Amazon Web Services", "who runs AMAZON web services") == len("amazon web services")
+    assert copied_characters("", "anything") == 0

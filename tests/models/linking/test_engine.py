@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from index.kb import read_entities, read_facts
+from models.linking.candidates import copied_characters
 from models.linking.engine import (
+    AUTO,
     AsyncLinkingEngine,
     EntityMatch,
     LinkingEngine,
@@ -93,6 +95,41 @@ def test_batched_queries_get_the_same_answers_as_single_ones(engine: LinkingEngi
         assert [getattr(m, "id", None) or (m.subject, m.predicate) for m in found] == [
             getattr(m, "id", None) or (m.subject, m.predicate) for m in single
         ]
+
+
+def test_auto_candidates_narrow_kbqa_to_the_subjects_the_question_writes(engine: LinkingEngine) -> None:
+    """Whatever the model prefers, the answers come from the subject written in the question."""
+    for text, subject in [("tell me about France", "France"), ("and Marie Curie?", "Marie Curie")]:
+        (matches,) = engine.link([LinkQuery(text, "kbqa", top_k=3, num_beams=3, candidates=AUTO)])
+        assert matches and {match.subject for match in matches} == {subject}
+
+
+def test_auto_candidates_keep_every_entity_of_a_written_name_and_fall_back_when_none_is_written(
+    engine: LinkingEngine,
+) -> None:
+    (shared,) = engine.link([LinkQuery("a python", "entity", top_k=2, num_beams=2, candidates=AUTO)])
+    assert {match.id for match in shared} == {"animal:python", "language:python"}
+    unwritten = LinkQuery("the country of the rising sun", "entity", top_k=3, num_beams=3)
+    (narrowed,) = engine.link([replace(unwritten, candidates=AUTO)])
+    assert [m.id for m in narrowed] == [m.id for m in engine.link([unwritten])[0]]
+
+
+def test_link_is_search_then_resolve(engine: LinkingEngine) -> None:
+    queries = [LinkQuery("capital of France", "kbqa", top_k=3, num_beams=3), LinkQuery("Nippon", top_k=2)]
+    searched = engine.search(queries)
+    assert engine.link(queries) == [engine.resolve(q, found) for q, found in zip(queries, searched, strict=True)]
+
+
+@pytest.mark.parametrize("text", ["what is the currency of Japan?", "Marie Curie was born in", "France capital"])
+def test_a_copy_weight_puts_the_result_the_text_writes_most_of_first(engine: LinkingEngine, text: str) -> None:
+    query = LinkQuery(text, "kbqa", top_k=4, num_beams=4)
+    (hypotheses,) = engine.search([query])
+    by_model = engine.resolve(query, hypotheses)
+    assert [m.score for m in by_model] == sorted((m.score for m in by_model), reverse=True)
+    by_copy = replace(engine, copy_weight=100.0).resolve(query, hypotheses)
+    copied = [copied_characters(m.subject + m.predicate, text) for m in by_copy]
+    assert copied == sorted(copied, reverse=True)
+    assert sorted(m.score for m in by_copy) == sorted(m.score for m in by_model), "the same results, reordered"
 
 
 def test_unknown_candidates_are_named(engine: LinkingEngine) -> None:

@@ -35,10 +35,25 @@ def test_candidates_restrict_the_answer(client: Client) -> None:
     assert response.status_code == 200 and [r["id"] for r in response.json()["results"]] == ["animal:python"]
 
 
+def test_auto_candidates_answer_kbqa_from_the_subject_written(client: Client) -> None:
+    body = {"text": "tell me about France", "task": "kbqa", "top_k": 2, "num_beams": 2, "candidates": "auto"}
+    response = client.post("/link-entity", body)
+    assert response.status_code == 200, response.text
+    assert {result["subject"] for result in response.json()["results"]} == {"France"}
+
+
+def test_the_schema_limits_the_candidate_list_and_admits_auto(client: Client) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["LinkRequest"]["properties"]["candidates"]
+    branches = {branch.get("type"): branch for branch in schema["anyOf"]}
+    assert branches["array"]["maxItems"] > 0 and branches["string"]["const"] == "auto"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"text": "Paris", "candidates": ["city:paris", "city:atlantis"]}, "candidates"),
+        ({"text": "Paris", "candidates": "all"}, "candidates"),
+        ({"text": "Paris", "task": "kbqa", "candidates": ["Japan"]}, "candidates"),
         ({"text": "Paris", "task": "kbqa", "mention": {"start": 0, "end": 5}}, "mention"),
         ({"text": "Paris", "mention": {"start": 0, "end": 9}}, "mention.end"),
         ({"text": "Paris", "num_beams": 7}, "num_beams"),
