@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -51,12 +51,15 @@ def generative_predictions(
     batch_size: int,
     progress: Progress = no_progress,
     candidates: CandidateSource | Literal["auto"] | None = None,
-) -> tuple[list[list[str]], list[list[str]]]:
-    """Per question: the top beam alone, and :func:`several_entities` of the beams (a cheap way to
-    return several entities per question). With ``candidates``, each question's search is
-    restricted to the ids it returns (the full trie when it returns None), or to the engine's own
-    lexical candidates with ``"auto"``."""
-    top1, with_mentioned = [], []
+    copy_weights: Sequence[float] = (0.0,),
+) -> dict[float, tuple[list[list[str]], list[list[str]]]]:
+    """Per copy weight (:attr:`LinkingEngine.copy_weight`; one beam search serves them all), per
+    question: the top beam alone, and :func:`several_entities` of the beams (a cheap way to return
+    several entities per question). With ``candidates``, each question's search is restricted to the
+    ids it returns (the full trie when it returns None), or to the engine's own lexical candidates
+    with ``"auto"``."""
+    found: dict[float, tuple[list[list[str]], list[list[str]]]] = {weight: ([], []) for weight in copy_weights}
+    engines = {weight: replace(engine, copy_weight=weight) for weight in copy_weights}
     batches = [questions[i : i + batch_size] for i in range(0, len(questions), batch_size)]
     for batch in progress(batches, "linking", len(batches)):
         queries = [
@@ -69,11 +72,12 @@ def generative_predictions(
             )
             for q in batch
         ]
-        for question, matches in zip(batch, engine.link(queries), strict=True):
-            names = list(dict.fromkeys(match.name for match in matches))
-            top1.append(names[:1])
-            with_mentioned.append(several_entities(names, question.text))
-    return top1, with_mentioned
+        for question, query, hypotheses in zip(batch, queries, engine.search(queries), strict=True):
+            for weight, weighted in engines.items():
+                names = list(dict.fromkeys(match.name for match in weighted.resolve(query, hypotheses)))
+                found[weight][0].append(names[:1])
+                found[weight][1].append(several_entities(names, question.text))
+    return found
 
 
 def kbqa_predictions(
@@ -125,11 +129,14 @@ def evaluate_linking(
     num_beams: int = 5,
     batch_size: int = 25,
     progress: Progress = no_progress,
+    copy_weights: Sequence[float] = (0.0,),
 ) -> LinkReport:
     """Scores every method on ``data.dev`` (the dev split, or a test file): dictionary matching and
     dense retrieval (``embed`` maps texts to unit vectors), then, with a ``linker``, the generative
-    methods (full trie, n-gram candidate trie, the engine's ``candidates: auto``; top beam, and with
-    other mentioned beams) and single-triple KBQA."""
+    methods (full trie, n-gram candidate trie, the engine's ``candidates: auto``; each at every copy
+    weight and the linker's own; top beam, and with other mentioned beams) and single-triple KBQA.
+    ``default_method`` names what ``/link-entity`` does with default request fields: the whole trie
+    at the linker's copy weight."""
     dev = data.dev
     runs: dict[str, tuple[list[list[str]], float]] = {}
     dictionary = DictionaryLinker(data.names)
@@ -137,22 +144,22 @@ def evaluate_linking(
     runs["dense MiniLM (top 1)"] = _timed(lambda: DenseLinker(embed, data.names).link_all([q.text for q in dev]))
     report = LinkReport(len(dev), data.split)
     if linker is not None:
-        report.default_method = f"generative, top beam (beam {num_beams})"
-        variants: list[tuple[str, str, CandidateSource | Literal["auto"] | None]] = [
-            (report.default_method, "generative, top beam + other mentioned beams", None),
-            (
-                "generative, n-gram candidate trie, top beam",
-                "generative, n-gram candidate trie + other mentioned beams",
-                NgramCandidates(data.names, entity_id),
-            ),
-            ("generative, candidates auto, top beam", "generative, candidates auto + other mentioned beams", AUTO),
+        weights = sorted({linker.copy_weight, *copy_weights})
+        variants: list[tuple[str, CandidateSource | Literal["auto"] | None]] = [
+            ("", None),
+            (", n-gram candidate trie", NgramCandidates(data.names, entity_id)),
+            (", candidates auto", AUTO),
         ]
-        for top_label, mentioned_label, candidates in variants:
+        for variant, candidates in variants:
             started = time.perf_counter()
-            top1, mentioned = generative_predictions(linker, dev, num_beams, batch_size, progress, candidates)
+            found = generative_predictions(linker, dev, num_beams, batch_size, progress, candidates, weights)
             seconds = time.perf_counter() - started
-            runs[top_label] = (top1, seconds)
-            runs[mentioned_label] = (mentioned, seconds)
+            for weight, (top1, mentioned) in found.items():
+                weighted = f", copy weight {weight:g}" if weight else ""
+                runs[f"generative{variant}{weighted}, top beam (beam {num_beams})"] = (top1, seconds)
+                runs[f"generative{variant}{weighted}, top beam + other mentioned beams"] = (mentioned, seconds)
+        weighted = f", copy weight {linker.copy_weight:g}" if linker.copy_weight else ""
+        report.default_method = f"generative{weighted}, top beam (beam {num_beams})"
         report.kbqa = kbqa_accuracy(linker, dev, num_beams, batch_size)
     report.entity_linking = {method: score_predictions(data, predicted, s) for method, (predicted, s) in runs.items()}
     return report

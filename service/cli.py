@@ -189,6 +189,9 @@ def evaluate_link(
         Optional[Path], typer.Option(help="Write the closed-world KB and the train split (for build-index/train).")
     ] = None,
     dev_percent: Annotated[int, typer.Option(help="Share of questions in the dev split (by id hash).")] = 10,
+    copy_weights: Annotated[
+        str, typer.Option(help="Copy weights to try (comma-separated; see SIMLINK_LINK_COPY_WEIGHT).")
+    ] = "0,0.5,1,2",
     test: Annotated[
         Optional[Path],
         typer.Option(
@@ -213,6 +216,7 @@ def evaluate_link(
     from models.loader import set_torch_threads
     from service.runtime import build_encoder
 
+    weights = _copy_weights(copy_weights)
     set_torch_threads(threads)
     try:
         lcquad = read_lcquad(data, dev_percent, test)
@@ -229,7 +233,7 @@ def evaluate_link(
             return
     linker = _open_linker(model, index, threads) if model is not None else None
     encoder = build_encoder(_settings(torch_threads=threads))
-    report = evaluate_linking(lcquad, encoder.embed_sentences, linker, num_beams, batch_size, _progress)
+    report = evaluate_linking(lcquad, encoder.embed_sentences, linker, num_beams, batch_size, _progress, weights)
     _print_link_report(report)
     if out is not None:
         out.write_text(json.dumps(report.to_json(), indent=2) + "\n")
@@ -244,6 +248,17 @@ _LINK_COLUMNS = {
     "recall_seen": "recall seen",
     "recall_unseen": "recall unseen",
 }
+
+
+def _copy_weights(option: str) -> list[float]:
+    """``--copy-weights`` as numbers; an unreadable one stops the command before any work."""
+    try:
+        weights = [float(weight) for weight in option.split(",")]
+    except ValueError as error:
+        raise _fail(f"--copy-weights: {error}") from error
+    if any(weight < 0 for weight in weights):
+        raise _fail("--copy-weights: weights are at least 0")
+    return weights
 
 
 def _print_link_report(report: LinkReport) -> None:
@@ -364,10 +379,7 @@ def evaluate_kgclue_command(
     from index.kb import KbFormatError
     from models.loader import set_torch_threads
 
-    try:
-        weights = [float(weight) for weight in copy_weights.split(",")]
-    except ValueError as error:
-        raise _fail(f"--copy-weights: {error}") from error
+    weights = _copy_weights(copy_weights)
 
     set_torch_threads(threads)
     try:
