@@ -191,7 +191,7 @@ def evaluate_link(
     dev_percent: Annotated[int, typer.Option(help="Share of questions in the dev split (by id hash).")] = 10,
     copy_weights: Annotated[
         str, typer.Option(help="Copy weights to try (comma-separated; see SIMLINK_LINK_COPY_WEIGHT).")
-    ] = "0,0.5,1,2",
+    ] = "0,0.5,1,2,4",
     test: Annotated[
         Optional[Path],
         typer.Option(
@@ -363,7 +363,7 @@ def evaluate_kgclue_command(
             help="Copy weights to try on the held-out split (comma-separated; see SIMLINK_LINK_COPY_WEIGHT); "
             "the best there, with or without candidates auto, is the setting scored on dev."
         ),
-    ] = "0,0.5,1,2",
+    ] = "0,0.5,1,2,4",
     batch_size: Annotated[int, typer.Option(help="Questions per generate call.")] = 25,
     train_batch_size: Annotated[int, typer.Option(help="Training examples per step.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-4,

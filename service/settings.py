@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     )
     link_dtype: Literal["fp32", "bf16"] = Field("fp32", description="The linker's weights' precision.")
     link_copy_weight: float = Field(
-        0.0,
+        1.0,
         ge=0.0,
         description="Orders a beam's results by log-probability plus this much per character of the result that "
         "the text writes (Seq2Seq + prefix tree's copy preference); 0: by the model alone.",

@@ -284,7 +284,8 @@ class LinkingEngine:
 
     def _favour_copies(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
         """The hypotheses by log-probability plus ``copy_weight`` per character of their name (or
-        subject and predicate) that the text writes; their scores stay log-probabilities."""
+        subject and predicate) that the text writes, or the mention when the query marks one (a long
+        text shares a subsequence with any long name); their scores stay log-probabilities."""
         store = self.index.store
         if query.task == "kbqa":
             trie = self.index.kbqa_trie
@@ -295,7 +296,8 @@ class LinkingEngine:
             sequence_ids = [trie.sequence_id(h.tokens) for h in hypotheses]
             named = store.entities_of_sequences(sequence_ids)
             targets = [named[i][0][1] if named.get(i) else "" for i in sequence_ids]
-        bonus = [self.copy_weight * copied_characters(target, query.text) for target in targets]
+        source = query.text[query.mention[0] : query.mention[1]] if query.mention else query.text
+        bonus = [self.copy_weight * copied_characters(target, source) for target in targets]
         order = sorted(range(len(hypotheses)), key=lambda i: -(hypotheses[i].score + bonus[i]))
         return [hypotheses[i] for i in order]
 

@@ -347,6 +347,7 @@ async function link(event) {
     num_beams: Number(byId("link-beams").value),
   };
   if (mention.span && task === "entity") body.mention = { start: mention.span[0], end: mention.span[1] };
+  if (byId("link-auto").checked) body.candidates = "auto";
   const result = await call("/link-entity", body);
   busy(form, false);
   if (!result.ok) {
@@ -359,7 +360,9 @@ async function link(event) {
     }
     return;
   }
-  const columns = task === "kbqa" ? ["subject", "predicate", "answers", "score"] : ["id", "name", "score"];
+  // disambiguation: how entities sharing the generated name were ordered (absent for a name's only entity)
+  const columns =
+    task === "kbqa" ? ["subject", "predicate", "answers", "score"] : ["id", "name", "score", "disambiguation"];
   const head = document.createElement("tr");
   for (const column of columns) {
     const th = document.createElement("th");
@@ -373,8 +376,10 @@ async function link(event) {
       for (const column of columns) {
         const td = document.createElement("td");
         const value = row[column];
-        td.textContent = column === "score" ? format(value) : Array.isArray(value) ? value.join(", ") : value;
-        if (column === "score") td.className = "number";
+        const numeric = column === "score" || column === "disambiguation";
+        td.textContent =
+          value === undefined ? "" : numeric ? format(value) : Array.isArray(value) ? value.join(", ") : value;
+        if (numeric) td.className = "number";
         tr.appendChild(td);
       }
       return tr;

@@ -213,7 +213,18 @@ def test_link_tab_links_the_mention_selected_with_the_mouse(browser, linking_ser
         expected = httpx.post(f"{linking_server}/link-entity", json=body, timeout=60).json()["results"]
         rows = visit.page.locator("#link-rows tr").all()
         assert [row.locator("td").first.text_content() for row in rows] == [result["id"] for result in expected]
+        shared = [bool(row.locator("td").nth(3).text_content()) for row in rows]
+        assert shared == ["disambiguation" in result for result in expected] and any(shared)
         visit.screenshot("link")
+        visit.page.check("#link-auto")
+        visit.page.click("#link-submit")
+        visit.page.wait_for_function("() => document.querySelector('#link-rows').children.length > 0")
+        auto = httpx.post(f"{linking_server}/link-entity", json={**body, "candidates": "auto"}, timeout=60).json()
+        visit.page.wait_for_function(
+            "ids => [...document.querySelectorAll('#link-rows tr td:first-child')].map(td => td.textContent)"
+            ".join() === ids.join()",
+            arg=[result["id"] for result in auto["results"]],
+        )
     finally:
         visit.close()
 

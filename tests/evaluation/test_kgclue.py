@@ -152,11 +152,11 @@ def test_evaluate_kgclue_trains_a_tiny_model_end_to_end(kgclue_dir: Path, tmp_pa
     tried = [
         ", ".join([generative, *(["candidates auto"] if auto else []), *([f"copy weight {w:g}"] if w else [])])
         for auto in (False, True)
-        for w in (0, 0.5, 1, 2)
+        for w in (0, 0.5, 1, 2, 4)
     ]
     assert set(heldout) == {"lexical (longest subject name)", *tried}
     chosen = report["chosen_on_heldout"]
-    chosen_label = tried[4 * (chosen["candidates"] == "auto") + [0, 0.5, 1, 2].index(chosen["copy_weight"])]
+    chosen_label = tried[5 * (chosen["candidates"] == "auto") + [0, 0.5, 1, 2, 4].index(chosen["copy_weight"])]
     assert heldout[chosen_label]["all"]["score"] == max(heldout[label]["all"]["score"] for label in tried)
     for split in ("dev", "test"):
         methods = report["splits"][split]
