@@ -125,7 +125,7 @@ def _validation_response(entries: list[dict], status: int = 422) -> JSONResponse
     return JSONResponse(status_code=status, content=error_body(message, entries))
 
 
-_UNION_MEMBER = re.compile(r"^(bool|int|float|str|list|dict|none|literal\[.*\]|function-\w+\[.*\])$")
+_UNION_MEMBER = re.compile(r"^(bool|int|float|str|none|(list|dict)(\[.*\])?|literal\[.*\]|function-\w+\[.*\])$")
 _MESSAGES = {
     "string_pattern_mismatch": "must contain a character other than white space, control or zero-width characters",
 }
