@@ -60,6 +60,10 @@ def generative_answers(
     return answers
 
 
+def _lexical_answers(lexical: LexicalKbqa, questions: Sequence[KgclueQuestion]) -> dict[float, list[Triple | None]]:
+    return {0.0: [lexical.answer(question.question) for question in questions]}
+
+
 def _triple(match: PairMatch) -> Triple:
     return match.subject, match.predicate, match.answers[0] if match.answers else ""
 
@@ -105,13 +109,12 @@ def evaluate_kgclue(
     report = KgclueReport({"subjects": len(data.subjects), "pairs": len(pairs), "facts": len(data.facts)})
     settings = [(None, 0.0)]
     for name, questions in data.splits().items():
-        started = time.perf_counter()
-        methods = {LEXICAL: _scored([lexical.answer(q.question) for q in questions], 0.0, questions)}
-        methods[LEXICAL]["all"]["ms_per_question"] = 1000 * (time.perf_counter() - started) / max(len(questions), 1)
+        answers, seconds = _timed(partial(_lexical_answers, lexical, questions))
+        methods = {LEXICAL: _scored(answers[0.0], seconds, questions)}
         if linker is not None:
             texts = [q.question for q in questions]
             weights = copy_weights if name == "heldout" else sorted({0.0, *(w for _, w in settings)})
-            for candidates in (None, AUTO):
+            for candidates in (None, AUTO) if name == "heldout" else dict.fromkeys(c for c, _ in settings):
                 answers, seconds = _timed(
                     partial(generative_answers, linker, texts, num_beams, batch_size, progress, candidates, weights)
                 )
