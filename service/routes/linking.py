@@ -73,6 +73,7 @@ def _query(request: LinkRequest) -> LinkQuery:
 @router.post(
     "/link-entity",
     response_model=LinkResponse,
+    response_model_exclude_none=True,  # "disambiguation" only where entities share the name
     responses={**ERROR_RESPONSES, 503: {"description": "No linker model or index is configured."}},
     summary="Link a mention to a KB entity, or a question to a KB subject and predicate",
 )

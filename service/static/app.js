@@ -378,7 +378,7 @@ async function link(event) {
         const value = row[column];
         const numeric = column === "score" || column === "disambiguation";
         td.textContent =
-          value === undefined ? "" : numeric ? format(value) : Array.isArray(value) ? value.join(", ") : value;
+          value === undefined || value === null ? "" : numeric ? format(value) : Array.isArray(value) ? value.join(", ") : value;
         if (numeric) td.className = "number";
         tr.appendChild(td);
       }

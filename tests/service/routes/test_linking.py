@@ -29,6 +29,13 @@ def test_entity_and_kbqa_answers_are_the_engines(client: Client, runtime: Runtim
     )
 
 
+def test_only_entities_sharing_a_name_carry_a_disambiguation_figure(client: Client) -> None:
+    body = {"text": "I keep a python as a pet.", "mention": {"start": 9, "end": 15}, "top_k": 3}
+    results = client.post("/link-entity", body).json()["results"]
+    assert [r["name"] for r in results[:2]] == ["Python", "Python"] and len(results) == 3
+    assert all(isinstance(r["disambiguation"], float) for r in results[:2]) and "disambiguation" not in results[2]
+
+
 def test_candidates_restrict_the_answer(client: Client) -> None:
     body = {"text": "a python", "top_k": 2, "candidates": ["animal:python"]}
     response = client.post("/link-entity", body)
