@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -256,8 +257,8 @@ def _copy_weights(option: str) -> list[float]:
         weights = [float(weight) for weight in option.split(",")]
     except ValueError as error:
         raise _fail(f"--copy-weights: {error}") from error
-    if any(weight < 0 for weight in weights):
-        raise _fail("--copy-weights: weights are at least 0")
+    if not all(math.isfinite(weight) and weight >= 0 for weight in weights):
+        raise _fail("--copy-weights: weights are finite numbers, at least 0")
     return weights
 
 

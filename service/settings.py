@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     link_copy_weight: float = Field(
         1.0,
         ge=0.0,
+        allow_inf_nan=False,
         description="Orders a beam's results by log-probability plus this much per character of the result that "
         "the text writes (Seq2Seq + prefix tree's copy preference); 0: by the model alone.",
     )

@@ -105,7 +105,9 @@ def copied_characters(target: str, text: str) -> int:
     """How much of a generated target the text writes: the longest common subsequence of the two,
     folded (:func:`fold`). Answers are mostly copied from the question, so this favours the longest
     name the question writes and, between names that share it, the one whose qualifier it echoes."""
-    return lcs_length(fold(target), fold(text))
+    folded_target = fold(target)
+    present = set(folded_target)
+    return lcs_length(folded_target, "".join(char for char in fold(text) if char in present))
 
 
 def fold(text: str) -> str:
@@ -168,10 +170,14 @@ class LexicalCandidates:
                     found.extend(LexicalMatch(start, end, key.decode()) for key in self._trie[surface])
         return found
 
-    def __call__(self, text: str) -> tuple[str, ...] | None:
+    def __call__(self, text: str, mention: tuple[int, int] | None = None) -> tuple[str, ...] | None:
         """Keys of the longest matches: a match inside a longer one is dropped (``中国`` in
-        ``中国人民大学``, ``Amazon`` in ``Amazon Web Services``); None when nothing matches."""
+        ``中国人民大学``, ``Amazon`` in ``Amazon Web Services``); with a ``mention`` span, only
+        matches inside it count (those overlapping it if none is inside); None when nothing matches."""
         found = self.matches(text)
+        if mention is not None:
+            inside = [match for match in found if mention[0] <= match.start and match.end <= mention[1]]
+            found = inside or [match for match in found if match.start < mention[1] and mention[0] < match.end]
         longest = [match for match in found if not any(_inside_longer(match, other) for other in found)]
         return tuple(dict.fromkeys(match.key for match in longest)) or None
 

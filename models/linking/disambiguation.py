@@ -13,18 +13,26 @@ from collections.abc import Callable, Sequence
 from models.similarity.engine import SimilarityEngine
 from models.similarity.methods import DEFAULT_METHOD
 
-Disambiguator = Callable[[str, Sequence[str]], list[float]]
-"""``(text, descriptions) -> one score per description``, higher for the entity the text means."""
+Disambiguator = Callable[[str, Sequence[str]], list[float | None]]
+"""``(text, descriptions) -> one score per description`` (higher for the entity the text means), or
+None for an entity the scorer cannot judge (a blank description): such entities go last, in id order."""
 
 
 class DescriptionScorer:
     """Similarity of the text to each description (``method`` of the similarity table), texts cut to
-    the encoder's token limit. An entity without a description scores as an empty text does."""
+    the encoder's token limit; None for a blank description (nothing to compare)."""
 
     def __init__(self, similarity: SimilarityEngine, method: str = DEFAULT_METHOD) -> None:
         self.similarity = similarity
         self.method = method
 
-    def __call__(self, text: str, descriptions: Sequence[str]) -> list[float]:
-        pairs = [(text, description or " ") for description in descriptions]
-        return [score.similarity for score in self.similarity.compare(pairs, self.method, truncate=True)]
+    def __call__(self, text: str, descriptions: Sequence[str]) -> list[float | None]:
+        written = [i for i, description in enumerate(descriptions) if description.strip()]
+        if not written or not text.strip():
+            return [None] * len(descriptions)
+        pairs = [(text, descriptions[i]) for i in written]
+        scores = self.similarity.compare(pairs, self.method, truncate=True)
+        fits: list[float | None] = [None] * len(descriptions)
+        for i, score in zip(written, scores, strict=True):
+            fits[i] = score.similarity
+        return fits

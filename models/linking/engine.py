@@ -200,7 +200,7 @@ class LinkingEngine:
         if query.candidates is None:
             return full
         if query.candidates == AUTO:
-            keys = self.lexical_candidates(query.task)(query.text)
+            keys = self.lexical_candidates(query.task)(query.text, query.mention)
             if keys is None:
                 return full
             if query.task == "kbqa":
@@ -308,7 +308,7 @@ class LinkingEngine:
             return [EntityMatch(entity_id, name, score) for entity_id, name in named]
         descriptions = self.index.store.descriptions([entity_id for entity_id, _ in named])
         fits = self.disambiguator(text, [descriptions.get(entity_id, "") for entity_id, _ in named])
-        ranked = sorted(zip(named, fits, strict=True), key=lambda item: -item[1])
+        ranked = sorted(zip(named, fits, strict=True), key=lambda item: (item[1] is None, -(item[1] or 0.0)))
         return [EntityMatch(entity_id, name, score, fit) for (entity_id, name), fit in ranked]
 
     def _resolve_pairs(self, hypotheses: list[Hypothesis], top_k: int) -> list[PairMatch]:

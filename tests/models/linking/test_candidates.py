@@ -63,9 +63,21 @@ def test_surfaces_are_the_name_and_the_name_before_its_qualifier() -> None:
     assert surfaces("(untitled)") == {"(untitled)"}
 
 
-@given(st.text(max_size=40))
-def test_fold_keeps_every_offset(text: str) -> None:
-    assert len(fold(text)) == len(text)
+@given(st.text(min_size=1, max_size=40), st.data())
+def test_every_match_is_a_surface_of_its_name_at_its_offsets(text: str, data: st.DataObject) -> None:
+    start = data.draw(st.integers(0, len(text) - 1))
+    end = data.draw(st.integers(start + 1, len(text)))
+    names = {"k0": text[start:end], "k1": text[: end - start]}
+    for match in LexicalCandidates(names.items()).matches(text):
+        assert fold(text)[match.start : match.end] in surfaces(names[match.key])
+
+
+def test_a_mention_keeps_the_names_inside_it() -> None:
+    find = LexicalCandidates(SUBJECTS)
+    assert find("中国人民大学位于北京", mention=(0, 2)) == ("s3",)
+    assert find("中国人民大学位于北京", mention=(0, 6)) == ("s4",)
+    assert find("中国人民大学位于北京", mention=(1, 3)) == ("s4",)  # none inside: the longest overlapping
+    assert find("中国人民大学位于北京", mention=(7, 9)) is None
 
 
 def test_a_chinese_name_is_found_inside_a_sentence_without_spaces_with_every_entity_sharing_it() -> None:

@@ -47,3 +47,14 @@ def test_without_a_disambiguator_shared_names_come_back_tied_in_id_order(engine:
 def test_an_unshared_name_is_not_rescored(disambiguating: LinkingEngine) -> None:
     (matches,) = disambiguating.link([LinkQuery("Nippon", "entity", (0, 6), top_k=1, num_beams=3)])
     assert matches[0].id == "country:japan" and matches[0].disambiguation is None
+
+
+def test_a_blank_description_is_not_scored_and_goes_last(engine: LinkingEngine, encoder: TokenEncoder) -> None:
+    scorer = DescriptionScorer(SimilarityEngine(encoder))
+    fits = scorer("The python swallowed a rat.", ["", "  ", "A python is a large snake."])
+    assert fits[:2] == [None, None] and isinstance(fits[2], float)
+    assert scorer("The python swallowed a rat.", ["", ""]) == [None, None]
+    judged_second = replace(engine, disambiguator=lambda text, descriptions: [None, 0.5])
+    query = LinkQuery("a python", "entity", top_k=2, num_beams=2, candidates=("animal:python", "language:python"))
+    (matches,) = judged_second.link([query])
+    assert [(m.id, m.disambiguation) for m in matches] == [("language:python", 0.5), ("animal:python", None)]

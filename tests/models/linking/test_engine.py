@@ -114,12 +114,6 @@ def test_auto_candidates_keep_every_entity_of_a_written_name_and_fall_back_when_
     assert [m.id for m in narrowed] == [m.id for m in engine.link([unwritten])[0]]
 
 
-def test_link_is_search_then_resolve(engine: LinkingEngine) -> None:
-    queries = [LinkQuery("capital of France", "kbqa", top_k=3, num_beams=3), LinkQuery("Nippon", top_k=2)]
-    searched = engine.search(queries)
-    assert engine.link(queries) == [engine.resolve(q, found) for q, found in zip(queries, searched, strict=True)]
-
-
 @pytest.mark.parametrize("text", ["what is the currency of Japan?", "Marie Curie was born in", "France capital"])
 def test_a_copy_weight_puts_the_result_the_text_writes_most_of_first(engine: LinkingEngine, text: str) -> None:
     query = LinkQuery(text, "kbqa", top_k=4, num_beams=4)
