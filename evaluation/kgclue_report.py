@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
 from evaluation.baselines import LexicalKbqa
 from evaluation.kgclue import KgclueData, KgclueQuestion, Triple, score_answers
+from evaluation.link_report import matches_per_weight
 from index.progress import Progress, no_progress
 from models.linking import AUTO, LinkingEngine, LinkQuery, PairMatch
 
@@ -49,13 +50,11 @@ def generative_answers(
     first object the KB holds for it. One beam search serves every weight: the weight only reorders
     its results."""
     answers: dict[float, list[Triple | None]] = {weight: [] for weight in copy_weights}
-    engines = {weight: replace(linker, copy_weight=weight) for weight in copy_weights}
     batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
     for batch in progress(batches, "answering", len(batches)):
         queries = [LinkQuery(t, "kbqa", top_k=1, num_beams=num_beams, candidates=candidates) for t in batch]
-        for query, hypotheses in zip(queries, linker.search(queries), strict=True):
-            for weight, engine in engines.items():
-                found = engine.resolve(query, hypotheses)
+        for by_weight in matches_per_weight(linker, queries, copy_weights):
+            for weight, found in by_weight.items():
                 answers[weight].append(_triple(found[0]) if found else None)
     return answers
 

@@ -18,7 +18,7 @@ from evaluation.baselines import DenseLinker, DictionaryLinker
 from evaluation.lcquad import LcQuad, Question, entity_id
 from evaluation.metrics import score_predictions
 from index.progress import Progress, no_progress
-from models.linking import AUTO, LinkingEngine, LinkQuery, NgramCandidates, PairMatch, several_entities
+from models.linking import AUTO, LinkingEngine, LinkQuery, Matches, NgramCandidates, PairMatch, several_entities
 
 CandidateSource = Callable[[str], "tuple[str, ...] | None"]
 
@@ -59,7 +59,6 @@ def generative_predictions(
     ids it returns (the full trie when it returns None), or to the engine's own lexical candidates
     with ``"auto"``."""
     found: dict[float, tuple[list[list[str]], list[list[str]]]] = {weight: ([], []) for weight in copy_weights}
-    engines = {weight: replace(engine, copy_weight=weight) for weight in copy_weights}
     batches = [questions[i : i + batch_size] for i in range(0, len(questions), batch_size)]
     for batch in progress(batches, "linking", len(batches)):
         queries = [
@@ -72,12 +71,24 @@ def generative_predictions(
             )
             for q in batch
         ]
-        for question, query, hypotheses in zip(batch, queries, engine.search(queries), strict=True):
-            for weight, weighted in engines.items():
-                names = list(dict.fromkeys(match.name for match in weighted.resolve(query, hypotheses)))
+        for question, by_weight in zip(batch, matches_per_weight(engine, queries, copy_weights), strict=True):
+            for weight, matches in by_weight.items():
+                names = list(dict.fromkeys(match.name for match in matches))
                 found[weight][0].append(names[:1])
                 found[weight][1].append(several_entities(names, question.text))
     return found
+
+
+def matches_per_weight(
+    engine: LinkingEngine, queries: Sequence[LinkQuery], copy_weights: Sequence[float]
+) -> list[dict[float, Matches]]:
+    """Each query's matches at each copy weight, from one beam search: a weight only reorders the
+    search's results (:meth:`LinkingEngine.resolve`)."""
+    engines = {weight: replace(engine, copy_weight=weight) for weight in copy_weights}
+    return [
+        {weight: weighted.resolve(query, hypotheses) for weight, weighted in engines.items()}
+        for query, hypotheses in zip(queries, engine.search(queries), strict=True)
+    ]
 
 
 def kbqa_predictions(
@@ -86,16 +97,13 @@ def kbqa_predictions(
     num_beams: int,
     batch_size: int,
     progress: Progress = no_progress,
-    candidates: Literal["auto"] | None = None,
 ) -> list[PairMatch | None]:
-    """The top (subject, predicate) the linker generates for each question under the KBQA trie (or,
-    with ``candidates="auto"``, under the pairs of the subjects the question writes), with its answers
-    from the KB; None where the search finds nothing."""
+    """The top (subject, predicate) the linker generates for each question under the KBQA trie, with
+    its answers from the KB; None where the search finds nothing."""
     predicted: list[PairMatch | None] = []
     batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
     for batch in progress(batches, "answering", len(batches)):
-        queries = [LinkQuery(text, "kbqa", top_k=1, num_beams=num_beams, candidates=candidates) for text in batch]
-        found = engine.link(queries)
+        found = engine.link([LinkQuery(text, "kbqa", top_k=1, num_beams=num_beams) for text in batch])
         predicted.extend(matches[0] if matches else None for matches in found)
     return predicted
 
