@@ -122,7 +122,7 @@ def surfaces(name: str) -> set[str]:
     parentheses (``刘晓华`` for ``刘晓华（广东工业大学教授）``, ``Python`` for ``Python (programming language)``)."""
     whole = fold(name).strip()
     found = {whole, _QUALIFIER.sub("", whole)}
-    return {surface for surface in found if surface}
+    return {surface for surface in found if surface and "\x00" not in surface}  # marisa keys end at NUL
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class LexicalCandidates:
 
     def matches(self, text: str) -> list[LexicalMatch]:
         """Every occurrence of a surface as whole words, in text order."""
-        folded = fold(text)
+        folded = fold(text).replace("\x00", "\ufffe")  # no surface holds NUL (see surfaces)
         found = []
         for start in range(len(folded)):
             for surface in self._trie.prefixes(folded[start:]):
