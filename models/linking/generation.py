@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from models.linking import bert_decoder
+from models.linking import fused_bert
 from models.linking.seq2seq import Seq2SeqModel
 
 
@@ -114,11 +114,20 @@ class _TransformersDecoder:
         return torch.log_softmax(output.logits[:, -1, :].float(), dim=-1)
 
 
+def encoder_states(network: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The encoder's last hidden states: the fused bert2bert pass (:mod:`models.linking.fused_bert`)
+    where the model is one, else the model's own encoder."""
+    if fused_bert.supports(network):
+        return fused_bert.FusedBert.of(network).encode(input_ids, attention_mask)
+    encoder = network.get_encoder()
+    return encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+
+
 def decoder_steps(network: Any, encoder_states: torch.Tensor, encoder_mask: torch.Tensor) -> DecoderSteps:
-    """The fused bert2bert decoder (:mod:`models.linking.bert_decoder`) where the model is one,
+    """The fused bert2bert decoder (:mod:`models.linking.fused_bert`) where the model is one,
     else the model's own forward pass."""
-    if bert_decoder.supports(network):
-        return bert_decoder.BertDecoderSteps(network, encoder_states, encoder_mask)
+    if fused_bert.supports(network):
+        return fused_bert.BertDecoderSteps(network, encoder_states, encoder_mask)
     return _TransformersDecoder(network, encoder_states, encoder_mask)
 
 
@@ -219,10 +228,8 @@ def constrained_beam_search(
     items = [_Item(trie) for trie in tries]
     steps = max_new_tokens - (len(prefix) - 1)
     with torch.inference_mode():
-        encoder_states = model.model.get_encoder()(
-            input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], return_dict=True
-        ).last_hidden_state
-        decoder = decoder_steps(model.model, encoder_states, encoded["attention_mask"])
+        states = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
+        decoder = decoder_steps(model.model, states, encoded["attention_mask"])
         beams = _Beams(list(range(len(items))), [[] for _ in items], torch.zeros(len(items)))
         step_inputs = torch.tensor([prefix] * len(items), dtype=torch.long)
         parents: list[int] | None = None

@@ -130,18 +130,19 @@ def test_each_input_keeps_to_its_own_trie(engine: LinkingEngine) -> None:
         assert [h.score for h in hypotheses] == sorted((h.score for h in hypotheses), reverse=True)
 
 
-def test_the_fused_bert_decoder_gives_the_models_own_log_probabilities(tmp_path: Path) -> None:
-    from models.linking import bert_decoder
-    from models.linking.generation import decoder_steps
+def test_the_fused_bert_passes_give_the_models_own_states_and_log_probabilities(tmp_path: Path) -> None:
+    from models.linking import fused_bert
+    from models.linking.generation import decoder_steps, encoder_states
 
     model = load_seq2seq_model(str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5)))
-    assert bert_decoder.supports(model.model)
-    assert not bert_decoder.supports(load_seq2seq_model(str(save_tiny_seq2seq("t5", tmp_path / "t5"))).model)
+    assert fused_bert.supports(model.model)
+    assert not fused_bert.supports(load_seq2seq_model(str(save_tiny_seq2seq("t5", tmp_path / "t5"))).model)
     encoded = model.tokenizer(["river stone", "a longer input with padding"], padding=True, return_tensors="pt")
     start = model.model.config.decoder_start_token_id
     steps = [([0, 1], None, [[start], [start]]), ([0, 0, 1], [0, 0, 1], [[2000], [2001], [2002]])]
     with torch.inference_mode():
-        states = model.model.get_encoder()(**encoded).last_hidden_state
+        states = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
+        own_states = model.model.get_encoder()(**encoded).last_hidden_state
         fused = decoder_steps(model.model, states, encoded["attention_mask"])
         for items, parents, tokens in steps:
             log_probs = fused.step(items, parents, torch.tensor(tokens))
@@ -151,4 +152,6 @@ def test_the_fused_bert_decoder_gives_the_models_own_log_probabilities(tmp_path:
             attention_mask=encoded["attention_mask"][[0, 0, 1]],
             decoder_input_ids=torch.tensor([[start, 2000], [start, 2001], [start, 2002]]),
         ).logits[:, -1]
+    real = encoded["attention_mask"].bool()  # padded positions differ and are never attended to
+    assert torch.allclose(states[real], own_states[real], atol=1e-5)
     assert torch.allclose(log_probs, torch.log_softmax(full.float(), -1), atol=1e-4)

@@ -1,0 +1,262 @@
+"""A bert2bert linker's encoder pass and decoder steps as a few fused tensor operations.
+
+Beam search runs the encoder once per input and asks the decoder for one token per beam per
+step. Through transformers' modules each costs a few milliseconds of Python around every layer
+(cache objects, mask builders, keyword plumbing), more than the arithmetic of the few rows
+involved. This module runs the same arithmetic on the same weights with none of it: the
+query/key/value projections of each layer fused into one matrix product, the decoder's
+cross-attention keys and values of every input computed once, its self-attention cache kept as
+plain tensors and reordered with one ``index_select`` per layer when beams are chosen.
+
+The weights are laid out for a few rows at a time: every matrix is stored transposed
+(``[in, out]``, contiguous), the layout in which the BLAS multiplies a handful of rows fastest
+(``F.linear`` hands it ``[out, in]`` weights transposed on the fly, which it runs markedly
+slower for so few rows, the output layer of 30k rows above all). This copy is made once per
+model (:meth:`FusedBert.of`) and made again only when a weight has changed since (a model
+evaluated between training steps).
+
+It computes what ``BertModel`` and ``BertLMHeadModel`` compute (post-layer-norm BERT layers with
+absolute positions, a prediction head with a transform); :func:`supports` says whether a model
+is a bert2bert of that kind, and the search falls back to transformers' modules otherwise. The
+tests hold the two to the same hidden states and log-probabilities.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn import functional
+
+_ACTIVATIONS = {"gelu": functional.gelu, "relu": functional.relu}
+
+Affine = tuple[torch.Tensor, torch.Tensor]
+"""A linear layer as ``(weight transposed to [in, out], contiguous; bias)``, or a layer norm's
+``(weight, bias)``."""
+
+
+def _is_plain_bert(model: Any, kind: type) -> bool:
+    config = getattr(model, "config", None)
+    return (
+        isinstance(model, kind)
+        and config.hidden_act in _ACTIVATIONS
+        and getattr(config, "position_embedding_type", "absolute") == "absolute"
+        and not getattr(config, "chunk_size_feed_forward", 0)
+    )
+
+
+def supports(network: Any) -> bool:
+    """Whether ``network`` is a bert2bert ``EncoderDecoderModel`` this module can run."""
+    from transformers import BertLMHeadModel, BertModel, EncoderDecoderModel
+
+    return (
+        isinstance(network, EncoderDecoderModel)
+        and _is_plain_bert(network.encoder, BertModel)
+        and _is_plain_bert(network.decoder, BertLMHeadModel)
+        and getattr(network, "enc_to_dec_proj", None) is None
+    )
+
+
+def _linear(module: Any) -> Affine:
+    return module.weight.detach().t().contiguous(), module.bias.detach()
+
+
+def _fused(*modules: Any) -> Affine:
+    """Several linear layers over the same input as one: their outputs side by side."""
+    weight = torch.cat([module.weight.detach() for module in modules]).t().contiguous()
+    return weight, torch.cat([module.bias.detach() for module in modules])
+
+
+def _norm_weights(module: Any) -> Affine:
+    return module.weight.detach(), module.bias.detach()
+
+
+def _affine(states: torch.Tensor, layer: Affine) -> torch.Tensor:
+    """``states @ weight + bias`` over the last dimension."""
+    weight, bias = layer
+    flat = torch.addmm(bias, states.reshape(-1, states.shape[-1]), weight)
+    return flat.view(*states.shape[:-1], weight.shape[1])
+
+
+@dataclass(frozen=True)
+class _CrossAttention:
+    query: Affine
+    key_value: Affine
+    out: Affine
+    norm: Affine
+
+
+@dataclass(frozen=True)
+class _Layer:
+    qkv: Affine
+    self_out: Affine
+    self_norm: Affine
+    cross: _CrossAttention | None
+    up: Affine
+    down: Affine
+    out_norm: Affine
+
+
+def _layer(block: Any) -> _Layer:
+    attention = block.attention
+    cross = getattr(block, "crossattention", None)
+    return _Layer(
+        qkv=_fused(attention.self.query, attention.self.key, attention.self.value),
+        self_out=_linear(attention.output.dense),
+        self_norm=_norm_weights(attention.output.LayerNorm),
+        cross=None
+        if cross is None
+        else _CrossAttention(
+            _linear(cross.self.query),
+            _fused(cross.self.key, cross.self.value),
+            _linear(cross.output.dense),
+            _norm_weights(cross.output.LayerNorm),
+        ),
+        up=_linear(block.intermediate.dense),
+        down=_linear(block.output.dense),
+        out_norm=_norm_weights(block.output.LayerNorm),
+    )
+
+
+class _Stack:
+    """The embeddings and layers of one ``BertModel`` (the encoder, or the decoder's body)."""
+
+    def __init__(self, bert: Any) -> None:
+        config = bert.config
+        self.heads = config.num_attention_heads
+        self.head_size = config.hidden_size // self.heads
+        self.eps = config.layer_norm_eps
+        self.activation = _ACTIVATIONS[config.hidden_act]
+        embeddings = bert.embeddings
+        self.words = embeddings.word_embeddings.weight.detach()
+        self.positions = embeddings.position_embeddings.weight.detach()
+        self.type_zero = embeddings.token_type_embeddings.weight.detach()[0]
+        self.embedding_norm = _norm_weights(embeddings.LayerNorm)
+        self.layers = [_layer(block) for block in bert.encoder.layer]
+
+    def embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        """Token, token-type-0 and position (from ``start``) embeddings, normalised (summed in
+        ``BertEmbeddings``' order, so that the sums round alike)."""
+        states = self.words[tokens] + self.type_zero + self.positions[start : start + tokens.shape[1]]
+        return self.norm(states, self.embedding_norm)
+
+    def norm(self, states: torch.Tensor, norm: Affine) -> torch.Tensor:
+        return functional.layer_norm(states, states.shape[-1:], *norm, eps=self.eps)
+
+    def heads_of(self, states: torch.Tensor) -> torch.Tensor:
+        """``[rows, T, hidden]`` → ``[rows, heads, T, head size]``."""
+        rows, length, _ = states.shape
+        return states.view(rows, length, self.heads, self.head_size).transpose(1, 2)
+
+    def attention_out(self, attended: torch.Tensor, residual: torch.Tensor, out: Affine, norm: Affine) -> torch.Tensor:
+        """Heads merged back, projected, added to the residual, normalised."""
+        rows, _, length, _ = attended.shape
+        merged = attended.transpose(1, 2).reshape(rows, length, -1)
+        return self.norm(_affine(merged, out) + residual, norm)
+
+    def feed_forward(self, states: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        hidden = self.activation(_affine(states, layer.up))
+        return self.norm(_affine(hidden, layer.down) + states, layer.out_norm)
+
+
+def attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """An attention mask ``[batch, length]`` of 1/0 as an additive bias ``[batch, 1, 1, length]``."""
+    return ((1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min).contiguous()
+
+
+_LAID_OUT: weakref.WeakKeyDictionary[Any, tuple[int, FusedBert]] = weakref.WeakKeyDictionary()
+_LAYOUT_LOCK = threading.Lock()
+
+
+class FusedBert:
+    """A bert2bert network's weights in the layout this module runs on."""
+
+    def __init__(self, network: Any) -> None:
+        self.encoder = _Stack(network.encoder)
+        self.decoder = _Stack(network.decoder.bert)
+        head = network.decoder.cls.predictions
+        self.transform = _linear(head.transform.dense)
+        self.transform_norm = _norm_weights(head.transform.LayerNorm)
+        self.vocabulary = _linear(head.decoder)
+
+    @classmethod
+    def of(cls, network: Any) -> FusedBert:
+        """``network``'s weights, laid out once and kept while none of them changes (an optimiser
+        step changes them in place, which bumps their version counters)."""
+        version = sum(parameter._version for parameter in network.parameters())
+        with _LAYOUT_LOCK:
+            cached = _LAID_OUT.get(network)
+            if cached is None or cached[0] != version:
+                cached = (version, cls(network))
+                _LAID_OUT[network] = cached
+        return cached[1]
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states ``[batch, length, hidden]``."""
+        stack = self.encoder
+        states = stack.embed(input_ids, 0)
+        bias = attention_bias(attention_mask, states.dtype)
+        for layer in stack.layers:
+            query, key, value = (stack.heads_of(part) for part in _affine(states, layer.qkv).chunk(3, dim=-1))
+            attended = functional.scaled_dot_product_attention(query, key, value, attn_mask=bias)
+            states = stack.attention_out(attended, states, layer.self_out, layer.self_norm)
+            states = stack.feed_forward(states, layer)
+        return states
+
+    def log_probabilities(self, last: torch.Tensor) -> torch.Tensor:
+        """The prediction head over the decoder's last states ``[rows, hidden]``: next-token
+        log-probabilities ``[rows, vocabulary]`` (float32)."""
+        transformed = self.decoder.activation(_affine(last, self.transform))
+        logits = _affine(self.decoder.norm(transformed, self.transform_norm), self.vocabulary)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+
+class BertDecoderSteps:
+    """Steps of a bert2bert decoder over the encoder states of a batch of inputs.
+
+    ``step(items, parents, tokens)``: ``items[r]`` is the input row ``r`` decodes, ``parents[r]``
+    the previous step's row it continues (None at the first step), ``tokens`` the new tokens
+    ``[rows, T]``; returns the next-token log-probabilities ``[rows, vocabulary]`` (float32).
+    """
+
+    def __init__(self, network: Any, encoder_states: torch.Tensor, encoder_mask: torch.Tensor) -> None:
+        self.fused = FusedBert.of(network)
+        stack = self.fused.decoder
+        self.cross_bias = attention_bias(encoder_mask, encoder_states.dtype)
+        self.cross = []
+        for layer in stack.layers:
+            assert layer.cross is not None, "a bert2bert decoder layer has cross-attention"
+            key, value = _affine(encoder_states, layer.cross.key_value).chunk(2, dim=-1)
+            self.cross.append((stack.heads_of(key), stack.heads_of(value)))
+        self.past: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def step(self, items: list[int], parents: list[int] | None, tokens: torch.Tensor) -> torch.Tensor:
+        rows = torch.tensor(items, dtype=torch.long)
+        if parents is not None:
+            chosen = torch.tensor(parents, dtype=torch.long)
+            self.past = [(key.index_select(0, chosen), value.index_select(0, chosen)) for key, value in self.past]
+        stack = self.fused.decoder
+        start = self.past[0][0].shape[2] if self.past else 0
+        length = tokens.shape[1]
+        states = stack.embed(tokens, start)
+        cross_bias = self.cross_bias.index_select(0, rows)
+        past = []
+        for number, layer in enumerate(stack.layers):
+            query, key, value = (stack.heads_of(part) for part in _affine(states, layer.qkv).chunk(3, dim=-1))
+            if self.past:
+                key = torch.cat([self.past[number][0], key], dim=2)
+                value = torch.cat([self.past[number][1], value], dim=2)
+            past.append((key, value))
+            attended = functional.scaled_dot_product_attention(query, key, value, is_causal=start == 0 and length > 1)
+            states = stack.attention_out(attended, states, layer.self_out, layer.self_norm)
+            cross = layer.cross
+            cross_key, cross_value = (part.index_select(0, rows) for part in self.cross[number])
+            query = stack.heads_of(_affine(states, cross.query))
+            attended = functional.scaled_dot_product_attention(query, cross_key, cross_value, attn_mask=cross_bias)
+            states = stack.attention_out(attended, states, cross.out, cross.norm)
+            states = stack.feed_forward(states, layer)
+        self.past = past
+        return self.fused.log_probabilities(states[:, -1])
