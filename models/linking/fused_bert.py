@@ -167,8 +167,19 @@ def attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return ((1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min).contiguous()
 
 
-_LAID_OUT: weakref.WeakKeyDictionary[Any, tuple[int, FusedBert]] = weakref.WeakKeyDictionary()
+@dataclass
+class _Layout:
+    parameters: list[torch.Tensor]
+    version: int
+    fused: FusedBert
+
+
+_LAID_OUT: weakref.WeakKeyDictionary[Any, _Layout] = weakref.WeakKeyDictionary()
 _LAYOUT_LOCK = threading.Lock()
+
+
+def _version(parameters: list[torch.Tensor]) -> int:
+    return sum(parameter._version for parameter in parameters)
 
 
 class FusedBert:
@@ -186,13 +197,14 @@ class FusedBert:
     def of(cls, network: Any) -> FusedBert:
         """``network``'s weights, laid out once and kept while none of them changes (an optimiser
         step changes them in place, which bumps their version counters)."""
-        version = sum(parameter._version for parameter in network.parameters())
         with _LAYOUT_LOCK:
-            cached = _LAID_OUT.get(network)
-            if cached is None or cached[0] != version:
-                cached = (version, cls(network))
-                _LAID_OUT[network] = cached
-        return cached[1]
+            layout = _LAID_OUT.get(network)
+            if layout is None:
+                parameters = list(network.parameters())
+                layout = _LAID_OUT[network] = _Layout(parameters, _version(parameters), cls(network))
+            elif _version(layout.parameters) != layout.version:
+                layout.version, layout.fused = _version(layout.parameters), cls(network)
+            return layout.fused
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The encoder's last hidden states ``[batch, length, hidden]``."""

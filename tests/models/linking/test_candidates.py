@@ -11,6 +11,7 @@ from models.linking.candidates import (
     NgramCandidates,
     copied_characters,
     fold,
+    lcs_length,
     mention_span,
     several_entities,
     surfaces,
@@ -110,6 +111,20 @@ def test_full_width_and_ascii_forms_match_each_other() -> None:
 def test_a_text_writing_no_name_has_no_candidates() -> None:
     assert LexicalCandidates(SUBJECTS)("nothing to see") is None
     assert LexicalCandidates([])("anything") is None
+
+
+def _lcs_by_table(a: str, b: str) -> int:
+    """The textbook dynamic programme, to hold the library's LCS to."""
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i, x in enumerate(a, start=1):
+        for j, y in enumerate(b, start=1):
+            table[i][j] = table[i - 1][j - 1] + 1 if x == y else max(table[i - 1][j], table[i][j - 1])
+    return table[-1][-1]
+
+
+@given(st.text(alphabet="abcé刘晓华 ", max_size=40), st.text(alphabet="abcé刘晓华 ", max_size=40))
+def test_lcs_length_is_the_longest_common_subsequence(a: str, b: str) -> None:
+    assert lcs_length(a, b) == _lcs_by_table(a, b) == lcs_length(b, a)
 
 
 def test_copied_characters_count_the_target_the_text_writes_in_order() -> None:

@@ -155,3 +155,20 @@ def test_the_fused_bert_passes_give_the_models_own_states_and_log_probabilities(
     real = encoded["attention_mask"].bool()  # padded positions differ and are never attended to
     assert torch.allclose(states[real], own_states[real], atol=1e-5)
     assert torch.allclose(log_probs, torch.log_softmax(full.float(), -1), atol=1e-4)
+
+
+def test_the_fused_layout_follows_weights_changed_in_place(tmp_path: Path) -> None:
+    """A model evaluated between training steps: an optimiser changes its weights in place."""
+    from models.linking.generation import encoder_states
+
+    model = load_seq2seq_model(str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5)))
+    encoded = model.tokenizer(["river stone"], return_tensors="pt")
+    with torch.inference_mode():
+        before = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
+    with torch.no_grad():
+        model.model.encoder.encoder.layer[0].intermediate.dense.weight.mul_(2.0)
+    with torch.inference_mode():
+        after = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
+        own = model.model.get_encoder()(**encoded).last_hidden_state
+    assert not torch.allclose(before, after)
+    assert torch.equal(after, own)
