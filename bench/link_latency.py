@@ -14,6 +14,7 @@ It checks that our search and ``generate`` return the same names with scores wit
 ``--check`` questions, and measures 16 concurrent clients against 1 over HTTP.
 
     python -m bench.link_latency --model runs/lcquad-model [--names 1000000] [--questions 100] [--rounds 3]
+        [--index DIR]   (build the index into DIR, or reuse the one DIR holds)
 """
 
 from __future__ import annotations
@@ -59,6 +60,17 @@ def synthetic_names(real: list[str], total: int, seed: int = 0) -> list[str]:
     while len(names) < total:
         names[" ".join(rng.choices(words, k=rng.randint(2, 4)))] = None
     return list(names)
+
+
+def build_synthetic_index(model: Seq2SeqModel, real: list[str], total: int, index_path: Path, scratch: Path) -> None:
+    """An index of ``total`` names (:func:`synthetic_names`) at ``index_path``."""
+    entities = scratch / "entities.jsonl"
+    with entities.open("w") as stream:
+        for number, name in enumerate(synthetic_names(real, total)):
+            stream.write(json.dumps({"id": f"e{number}", "name": name}) + "\n")
+    begin = time.perf_counter()
+    manifest = build_index(KbSources(entities), index_path, model.tokens).manifest
+    print(f"index of {manifest.counts['distinct_names']:,} names built in {time.perf_counter() - begin:.0f} s")
 
 
 class TimedTrie:
@@ -141,28 +153,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--check", type=int, default=200, help="questions for the outputs-equal check")
     parser.add_argument("--beams", type=int, default=5)
+    parser.add_argument("--index", type=Path, help="build the index here, or reuse the one built here before")
     args = parser.parse_args()
 
     lcquad = read_lcquad(data_dir() / "lcquad1")
     questions = [q.text for q in lcquad.dev[: args.questions]]
     model = load_seq2seq_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        names = synthetic_names(lcquad.names, args.names)
-        with (root / "entities.jsonl").open("w") as stream:
-            for number, name in enumerate(names):
-                stream.write(json.dumps({"id": f"e{number}", "name": name}) + "\n")
-        begin = time.perf_counter()
-        manifest = build_index(KbSources(root / "entities.jsonl"), root / "index", model.tokens).manifest
-        print(f"index of {manifest.counts['distinct_names']:,} names built in {time.perf_counter() - begin:.0f} s")
-        max_new = manifest.counts["longest_entity_sequence"] + 1
-
-        engine = LinkingEngine.open(model, root / "index")
+        index_path = args.index or Path(tmp) / "index"
+        if args.index is not None and (args.index / "manifest.json").exists():
+            print(f"index reused from {args.index}")
+        else:
+            build_synthetic_index(model, lcquad.names, args.names, index_path, Path(tmp))
+        engine = LinkingEngine.open(model, index_path)
+        max_new = engine.index.manifest.counts["longest_entity_sequence"] + 1
         trie = engine.index.entity_trie
         check_questions = [q.text for q in (lcquad.dev + lcquad.train)[: args.check]]
         print("outputs equal:", check_outputs(model, trie, check_questions, args.beams, max_new))
 
-        env = {"SIMLINK_LINK_MODEL": args.model, "SIMLINK_LINK_INDEX": str(root / "index")}
+        env = {"SIMLINK_LINK_MODEL": args.model, "SIMLINK_LINK_INDEX": str(index_path)}
         timings: dict[str, list[list[float]]] = {path: [] for path in PATHS}
         shares: list[float] = []
         with live_server(env, timeout=600) as server, httpx.Client(timeout=120) as client:
