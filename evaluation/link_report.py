@@ -18,7 +18,7 @@ from evaluation.baselines import DenseLinker, DictionaryLinker
 from evaluation.lcquad import LcQuad, Question, entity_id
 from evaluation.metrics import score_predictions
 from index.progress import Progress, no_progress
-from models.linking import AUTO, LinkingEngine, LinkQuery, Matches, NgramCandidates, PairMatch, several_entities
+from models.linking import AUTO, LinkingEngine, LinkQuery, Matches, NgramCandidates, PairMatch
 
 CandidateSource = Callable[[str], "tuple[str, ...] | None"]
 
@@ -54,10 +54,10 @@ def generative_predictions(
     copy_weights: Sequence[float] = (0.0,),
 ) -> dict[float, tuple[list[list[str]], list[list[str]]]]:
     """Per copy weight (:attr:`LinkingEngine.copy_weight`; one beam search serves them all), per
-    question: the top beam alone, and :func:`several_entities` of the beams (a cheap way to return
-    several entities per question). With ``candidates``, each question's search is restricted to the
-    ids it returns (the full trie when it returns None), or to the engine's own lexical candidates
-    with ``"auto"``."""
+    question: the top beam alone, and the engine's ``several`` answer (the top beam and the other
+    beams' names the question writes apart from it; :class:`LinkQuery`). With ``candidates``, each
+    question's search is restricted to the ids it returns (the full trie when it returns None), or to
+    the engine's own lexical candidates with ``"auto"``."""
     found: dict[float, tuple[list[list[str]], list[list[str]]]] = {weight: ([], []) for weight in copy_weights}
     batches = [questions[i : i + batch_size] for i in range(0, len(questions), batch_size)]
     for batch in progress(batches, "linking", len(batches)):
@@ -68,14 +68,15 @@ def generative_predictions(
                 top_k=num_beams,
                 num_beams=num_beams,
                 candidates=candidates if candidates in (None, AUTO) else candidates(q.text),
+                several=True,
             )
             for q in batch
         ]
-        for question, by_weight in zip(batch, matches_per_weight(engine, queries, copy_weights), strict=True):
+        for by_weight in matches_per_weight(engine, queries, copy_weights):
             for weight, matches in by_weight.items():
                 names = list(dict.fromkeys(match.name for match in matches))
                 found[weight][0].append(names[:1])
-                found[weight][1].append(several_entities(names, question.text))
+                found[weight][1].append(names)
     return found
 
 

@@ -177,6 +177,10 @@ def _link_query(row: dict[str, Any]) -> LinkQuery:
 
 
 def _match_rows(matches: Sequence[EntityMatch | PairMatch]) -> list[dict[str, Any]]:
-    """The API's result rows: ``{"id", "name", "score", "disambiguation"?}`` or ``{"subject", "predicate",
-    "answers", "score"}``; as in the API, a field without a value is left out."""
-    return [{key: value for key, value in asdict(match).items() if value is not None} for match in matches]
+    """The API's result rows: ``{"id", "name", "score", "disambiguation"?, "mention"?: {"start", "end"}}``
+    or ``{"subject", "predicate", "answers", "score"}``; as in the API, a field without a value is left out."""
+    rows = [{key: value for key, value in asdict(match).items() if value is not None} for match in matches]
+    for row in rows:
+        if "mention" in row:
+            row["mention"] = dict(zip(("start", "end"), row["mention"], strict=True))
+    return rows

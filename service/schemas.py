@@ -192,6 +192,13 @@ class MentionSpan(_Strict):
     end: int = Field(ge=1, description="One past the last character of the mention.")
 
 
+class TextSpan(BaseModel):
+    """A span ``[start, end)`` of the request's text in Unicode code points (Python string offsets)."""
+
+    start: int
+    end: int
+
+
 class LinkRequest(_Strict):
     model_config = ConfigDict(
         extra="forbid",
@@ -199,6 +206,7 @@ class LinkRequest(_Strict):
         json_schema_extra={
             "examples": [
                 {"text": "Which river flows through Paris?", "task": "entity", "mention": {"start": 26, "end": 31}},
+                {"text": "Is Marie Curie from France?", "task": "entity", "several": True},
                 {"text": "What currency is used in Japan?", "task": "kbqa", "top_k": 3},
             ]
         },
@@ -220,6 +228,12 @@ class LinkRequest(_Strict):
             '"auto" for the KB names the text writes (either task; the whole index when it writes none).',
         )
     )
+    several: bool = Field(
+        False,
+        description="Entity task: every entity the text mentions instead of a ranking of answers for one: the "
+        "best result, then each further beam whose name the text writes where no chosen name is written, one "
+        "entity per name (at most top_k).",
+    )
 
 
 class EntityResult(BaseModel):
@@ -230,6 +244,9 @@ class EntityResult(BaseModel):
         None,
         description="Where several entities share the generated name: the similarity of this entity's description "
         "to the text, which ordered them (absent when the name is the entity's alone).",
+    )
+    mention: TextSpan | None = Field(
+        None, description="Where the text writes the entity's name (absent when it does not write it)."
     )
 
 

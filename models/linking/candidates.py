@@ -1,16 +1,18 @@
 """Lexical help for the generative linker: which KB names a text mentions, and where.
 
 The generative linker writes names under a trie; these heuristics narrow each text's trie to the
-names the text mentions and pick several entities out of one beam search (:func:`several_entities`).
-:class:`LexicalCandidates` finds names in any script (Chinese is written without spaces);
-:class:`NgramCandidates` and the span helpers work on words: runs of letters and digits, lower-cased.
+names the text mentions (:class:`LexicalCandidates`, :class:`NgramCandidates`) and find where the
+text writes a generated name (:func:`find_mention`), which is how the engine picks several entities
+out of one beam search. :class:`LexicalCandidates` and :func:`find_mention` work in any script
+(Chinese is written without spaces); :class:`NgramCandidates` works on words: runs of letters and
+digits, lower-cased.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import marisa_trie
@@ -31,35 +33,9 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-def mention_span(name: str, text: str, whole: bool = True) -> tuple[int, int] | None:
-    """Word span of the name in the text (case-insensitive): all its words, or with ``whole=False``
-    the longest prefix of them that occurs (``John Forbes`` for ``John Forbes (British Army officer)``)."""
-    text_words, name_words = words(text), words(name)
-    for size in range(len(name_words), 0 if not whole else len(name_words) - 1, -1):
-        for start in range(len(text_words) - size + 1):
-            if text_words[start : start + size] == name_words[:size]:
-                return start, start + size
-    return None
-
-
 def mentioned(name: str, text: str) -> bool:
-    """Whether the name's words occur consecutively in the text (case-insensitive)."""
-    return bool(words(name)) and mention_span(name, text) is not None
-
-
-def several_entities(names: Sequence[str], text: str) -> list[str]:
-    """The top beam, then every other beam whose name the text mentions verbatim at words that no
-    name already chosen covers (so ``John`` does not join ``John Forbes (British Army officer)``)."""
-    if not names:
-        return []
-    chosen = [names[0]]
-    covered = [mention_span(names[0], text, whole=False)]
-    for name in names[1:]:
-        span = mention_span(name, text)
-        if span and all(other is None or span[1] <= other[0] or other[1] <= span[0] for other in covered):
-            chosen.append(name)
-            covered.append(span)
-    return chosen
+    """Whether the text writes the name (:func:`find_mention`)."""
+    return find_mention(name, text) is not None
 
 
 class NgramCandidates:
@@ -138,6 +114,19 @@ def _bounded(text: str, start: int, end: int) -> bool:
     before = start > 0 and joined(text[start - 1], text[start])
     after = end < len(text) and joined(text[end - 1], text[end])
     return not (before or after)
+
+
+def find_mention(name: str, text: str) -> tuple[int, int] | None:
+    """The character span where ``text`` first writes ``name`` (one of its :func:`surfaces`, the
+    longest first, as whole words except next to Chinese, folded), or None."""
+    folded = fold(text)
+    for surface in sorted(surfaces(name), key=len, reverse=True):
+        start = folded.find(surface)
+        while start >= 0:
+            if _bounded(folded, start, start + len(surface)):
+                return start, start + len(surface)
+            start = folded.find(surface, start + 1)
+    return None
 
 
 class LexicalCandidates:

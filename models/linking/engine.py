@@ -21,7 +21,7 @@ from index.linking_index import LinkingIndex
 from index.trie import TokenTrie
 from models.admission import Admission
 from models.batching import BatchedFacade
-from models.linking.candidates import LexicalCandidates, copied_characters
+from models.linking.candidates import LexicalCandidates, copied_characters, find_mention
 from models.linking.disambiguation import DescriptionScorer, Disambiguator
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, Task, format_input, load_seq2seq_model
@@ -75,7 +75,11 @@ class LinkQuery:
     """One linking request: a text (with an optional mention span) and how many answers to return.
 
     ``candidates`` narrows the trie: entity ids to choose from (entity task), or :data:`AUTO` for the
-    KB names the text writes (either task), falling back to the whole trie when it writes none."""
+    KB names the text writes (either task), falling back to the whole trie when it writes none.
+
+    ``several`` asks for every entity the text mentions instead of the beam's ranking: the best
+    result, then each further beam whose name the text writes where no name already chosen is
+    written, one entity per name (at most ``top_k``)."""
 
     text: str
     task: Task = "entity"
@@ -83,17 +87,20 @@ class LinkQuery:
     top_k: int = 5
     num_beams: int = 5
     candidates: tuple[str, ...] | Literal["auto"] | None = None
+    several: bool = False
 
 
 @dataclass(frozen=True)
 class EntityMatch:
     """An entity and how it was chosen: ``score`` is the generated name's log-probability; where
-    several entities share that name, ``disambiguation`` is the score that ordered them."""
+    several entities share that name, ``disambiguation`` is the score that ordered them. ``mention``
+    is the character span where the text writes the name (:func:`find_mention`), if it does."""
 
     id: str
     name: str
     score: float
     disambiguation: float | None = None
+    mention: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -274,10 +281,15 @@ class LinkingEngine:
         scored = [(trie.sequence_id(hypothesis.tokens), hypothesis.score) for hypothesis in hypotheses]
         entities = self.index.store.entities_of_sequences([sequence_id for sequence_id, _ in scored])
         allowed = set(query.candidates) if query.candidates not in (None, AUTO) else None
-        matches = []
+        matches: list[EntityMatch] = []
         for sequence_id, score in scored:
             named = [(i, name) for i, name in entities.get(sequence_id, []) if allowed is None or i in allowed]
-            matches.extend(self._ordered(query.text, named, score))
+            if not named:
+                continue
+            found = self._ordered(query.text, named, score)
+            if query.several and matches and not _written_apart(found[0].mention, matches):
+                continue
+            matches.extend(found[:1] if query.several else found)
             if len(matches) >= query.top_k:
                 break
         return matches[: query.top_k]
@@ -305,11 +317,11 @@ class LinkingEngine:
         """The entities behind one generated name: alone as they are; several, best first by the
         disambiguator (in id order without one)."""
         if len(named) < 2 or self.disambiguator is None:
-            return [EntityMatch(entity_id, name, score) for entity_id, name in named]
+            return [EntityMatch(entity_id, name, score, None, find_mention(name, text)) for entity_id, name in named]
         descriptions = self.index.store.descriptions([entity_id for entity_id, _ in named])
         fits = self.disambiguator(text, [descriptions.get(entity_id, "") for entity_id, _ in named])
         ranked = sorted(zip(named, fits, strict=True), key=lambda item: (item[1] is None, -(item[1] or 0.0)))
-        return [EntityMatch(entity_id, name, score, fit) for (entity_id, name), fit in ranked]
+        return [EntityMatch(i, name, score, fit, find_mention(name, text)) for (i, name), fit in ranked]
 
     def _resolve_pairs(self, hypotheses: list[Hypothesis], top_k: int) -> list[PairMatch]:
         trie, store = self.index.kbqa_trie, self.index.store
@@ -320,6 +332,13 @@ class LinkingEngine:
                     PairMatch(subject, predicate, tuple(store.objects(subject, predicate)), hypothesis.score)
                 )
         return matches[:top_k]
+
+
+def _written_apart(span: tuple[int, int] | None, chosen: list[EntityMatch]) -> bool:
+    """Whether the text writes a name (``span``) where it writes none of the chosen ones."""
+    return span is not None and all(
+        match.mention is None or span[1] <= match.mention[0] or match.mention[1] <= span[0] for match in chosen
+    )
 
 
 class AsyncLinkingEngine(BatchedFacade[LinkQuery, Matches]):

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException
 from models.linking import MENTION_END, MENTION_START, EntityMatch, LinkingEngine, LinkQuery, UnknownCandidatesError
 from service.dependencies import RuntimeDep
 from service.errors import ERROR_RESPONSES, FieldError
-from service.schemas import EntityResult, KbqaResult, LinkRequest, LinkResponse
+from service.schemas import EntityResult, KbqaResult, LinkRequest, LinkResponse, TextSpan
 from service.settings import Settings
 
 router = APIRouter(tags=["linking"])
@@ -47,6 +47,8 @@ def _check_task_fields(request: LinkRequest) -> None:
             raise FieldError(("mention",), "applies to task 'entity' only")
         if isinstance(request.candidates, list):
             raise FieldError(("candidates",), "a list of entity ids applies to task 'entity' only; kbqa takes 'auto'")
+        if request.several:
+            raise FieldError(("several",), "applies to task 'entity' only")
     if request.mention is not None:
         start, end = request.mention.start, request.mention.end
         if end <= start:
@@ -64,10 +66,17 @@ def _check_index_has(request: LinkRequest, linker: LinkingEngine) -> None:
         raise FieldError(("task",), "the index has no facts for kbqa (build it with 'simlink build-index --facts')")
 
 
+def _entity_result(match: EntityMatch) -> EntityResult:
+    mention = TextSpan(start=match.mention[0], end=match.mention[1]) if match.mention else None
+    return EntityResult(
+        id=match.id, name=match.name, score=match.score, disambiguation=match.disambiguation, mention=mention
+    )
+
+
 def _query(request: LinkRequest) -> LinkQuery:
     candidates = tuple(request.candidates) if isinstance(request.candidates, list) else request.candidates
     mention = (request.mention.start, request.mention.end) if request.mention else None
-    return LinkQuery(request.text, request.task, mention, request.top_k, request.num_beams, candidates)
+    return LinkQuery(request.text, request.task, mention, request.top_k, request.num_beams, candidates, request.several)
 
 
 @router.post(
@@ -94,7 +103,7 @@ async def link_entity(request: LinkRequest, runtime: RuntimeDep) -> LinkResponse
     except UnknownCandidatesError as error:
         raise FieldError(("candidates",), str(error), "unknown_id") from error
     results = [
-        EntityResult.model_validate(match, from_attributes=True)
+        _entity_result(match)
         if isinstance(match, EntityMatch)
         else KbqaResult(
             subject=match.subject, predicate=match.predicate, answers=list(match.answers), score=match.score

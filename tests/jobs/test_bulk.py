@@ -146,6 +146,8 @@ def test_link_gives_the_engines_matches(tmp_path: Path, tiny_linker: TinyLinker)
     assert [row["line"] for row in rows] == [1, 2]
     assert [r["id"] for r in rows[0]["results"]] == [m.id for m in expected[0]]
     assert [r["score"] for r in rows[0]["results"]] == pytest.approx([m.score for m in expected[0]], abs=1e-4)
+    spans = [m.mention and {"start": m.mention[0], "end": m.mention[1]} for m in expected[0]]
+    assert [r.get("mention") for r in rows[0]["results"]] == spans and any(spans), "written names carry their span"
     assert [(r["subject"], r["predicate"], r["answers"]) for r in rows[1]["results"]] == [
         (m.subject, m.predicate, list(m.answers)) for m in expected[1]
     ]

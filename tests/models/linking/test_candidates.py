@@ -10,10 +10,9 @@ from models.linking.candidates import (
     LexicalMatch,
     NgramCandidates,
     copied_characters,
+    find_mention,
     fold,
     lcs_length,
-    mention_span,
-    several_entities,
     surfaces,
     words,
 )
@@ -23,11 +22,20 @@ def test_words_keep_apostrophes_and_dotted_abbreviations_whole() -> None:
     assert words("O'Brien moved to the U.S. in 1990!") == ["o'brien", "moved", "to", "the", "u.s", "in", "1990"]
 
 
-def test_mention_span_finds_whole_names_or_their_longest_prefix() -> None:
-    text = "Which city's founder is John Forbes?"
-    assert mention_span("John Forbes", text) == (4, 6)
-    assert mention_span("John Forbes (British Army officer)", text) is None
-    assert mention_span("John Forbes (British Army officer)", text, whole=False) == (4, 6)
+def test_find_mention_gives_the_character_span_of_a_name_or_of_it_before_its_qualifier() -> None:
+    text = "Which city's founder is JOHN FORBES?"
+    assert find_mention("John Forbes", text) == (24, 35)
+    assert find_mention("John Forbes (British Army officer)", text) == (24, 35)
+    assert find_mention("John", "Johnny and John") == (11, 15)  # whole words only
+    assert find_mention("刘晓华（广东工业大学教授）", "广东的刘晓华教授是谁") == (3, 6)  # no spaces in Chinese
+    assert find_mention("Ann Lewis", text) is None
+
+
+@given(st.text(alphabet="ab (é刘", max_size=30), st.text(alphabet="ab (é刘)", min_size=1, max_size=8))
+def test_a_found_mention_is_a_surface_of_the_name(text: str, name: str) -> None:
+    span = find_mention(name, text)
+    if span is not None:
+        assert fold(text)[span[0] : span[1]] in surfaces(name)
 
 
 def test_ngram_candidates_admit_exact_names_and_longer_names_they_start() -> None:
@@ -37,13 +45,6 @@ def test_ngram_candidates_admit_exact_names_and_longer_names_they_start() -> Non
     assert set(candidates("Which city's founder is John Forbes?")) == {"John Forbes (British Army officer)", "John"}
     assert candidates("Who plays chess?") == ("Chess",)
     assert candidates("nothing matches here") is None
-
-
-def test_several_entities_skips_beams_inside_chosen_mentions() -> None:
-    text = "Which city's founder is John Forbes and whose mayor is Ann Lewis?"
-    beams = ["John Forbes (British Army officer)", "John", "Ann Lewis", "Forbes", "Dead Sea"]
-    assert several_entities(beams, text) == ["John Forbes (British Army officer)", "Ann Lewis"]
-    assert several_entities([], text) == []
 
 
 SUBJECTS = [

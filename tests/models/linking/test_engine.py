@@ -20,6 +20,7 @@ from models.linking.engine import (
     PairMatch,
     UnknownCandidatesError,
 )
+from models.linking.generation import Hypothesis
 from tests.conftest import TinyLinker
 
 
@@ -188,3 +189,40 @@ def test_async_facade_answers_concurrent_queries_as_the_engine_does(engine: Link
     assert [m.score for matches in found for m in matches] == pytest.approx(
         [m.score for matches in expected for m in matches], abs=1e-4
     )
+
+
+def _hypotheses(engine: LinkingEngine, scored: list[tuple[str, float]]) -> list[Hypothesis]:
+    """Hand-made beams over the KB's names: the resolution rules, apart from what the model prefers."""
+    end = engine.model.tokens.special_tokens.end
+    encoded = engine.model.tokens.encode_names([name for name, _ in scored])
+    return [Hypothesis((*tokens, end), score) for tokens, (_, score) in zip(encoded, scored, strict=True)]
+
+
+def test_results_carry_the_span_where_the_text_writes_their_name(engine: LinkingEngine) -> None:
+    text = "Is Marie Curie from France?"
+    beams = _hypotheses(engine, [("France", -0.1), ("Japan", -0.5), ("Marie Curie", -0.9)])
+    found = engine.resolve(LinkQuery(text, top_k=3, num_beams=3), beams)
+    assert [(m.id, m.mention) for m in found] == [
+        ("country:france", (20, 26)),
+        ("country:japan", None),
+        ("person:marie_curie", (3, 14)),
+    ]
+    assert all(text[m.mention[0] : m.mention[1]] == m.name for m in found if m.mention)
+
+
+def test_several_returns_each_entity_the_text_writes_once_and_skips_the_rest(engine: LinkingEngine) -> None:
+    text = "Is Marie Curie from France?"
+    beams = _hypotheses(engine, [("France", -0.1), ("Japan", -0.5), ("Marie Curie", -0.9)])
+    several = LinkQuery(text, top_k=5, num_beams=3, several=True)
+    assert [m.id for m in engine.resolve(several, beams)] == ["country:france", "person:marie_curie"]
+    assert [m.id for m in engine.resolve(replace(several, top_k=1), beams)] == ["country:france"]
+    unwritten_first = _hypotheses(engine, [("Japan", -0.1), ("France", -0.5)])
+    assert [m.id for m in engine.resolve(several, unwritten_first)] == ["country:japan", "country:france"]
+
+
+def test_several_takes_one_entity_of_a_shared_name(engine: LinkingEngine) -> None:
+    beams = _hypotheses(engine, [("Python", -0.1), ("France", -0.2)])
+    plain = engine.resolve(LinkQuery("Python in France", top_k=5, num_beams=2), beams)
+    several = engine.resolve(LinkQuery("Python in France", top_k=5, num_beams=2, several=True), beams)
+    assert [m.id for m in plain] == ["animal:python", "language:python", "country:france"]
+    assert [m.id for m in several] == ["animal:python", "country:france"]

@@ -36,6 +36,19 @@ def test_only_entities_sharing_a_name_carry_a_disambiguation_figure(client: Clie
     assert all(isinstance(r["disambiguation"], float) for r in results[:2]) and "disambiguation" not in results[2]
 
 
+def test_results_say_where_the_text_writes_them_and_several_are_the_engines(client: Client, runtime: Runtime) -> None:
+    text = "Is Marie Curie from France?"
+    for several in (False, True):
+        response = client.post("/link-entity", {"text": text, "top_k": 3, "num_beams": 3, "several": several})
+        assert response.status_code == 200, response.text
+        (expected,) = runtime.linker.engine.link([LinkQuery(text, top_k=3, num_beams=3, several=several)])
+        results = response.json()["results"]
+        assert [r["id"] for r in results] == [m.id for m in expected]
+        spans = [(r["mention"]["start"], r["mention"]["end"]) if "mention" in r else None for r in results]
+        assert spans == [m.mention for m in expected]
+        assert all(text[span[0] : span[1]] == r["name"] for span, r in zip(spans, results, strict=True) if span)
+
+
 def test_candidates_restrict_the_answer(client: Client) -> None:
     body = {"text": "a python", "top_k": 2, "candidates": ["animal:python"]}
     response = client.post("/link-entity", body)
@@ -62,6 +75,8 @@ def test_the_schema_limits_the_candidate_list_and_admits_auto(client: Client) ->
         ({"text": "Paris", "candidates": "all"}, "candidates"),
         ({"text": "Paris", "task": "kbqa", "candidates": ["Japan"]}, "candidates"),
         ({"text": "Paris", "task": "kbqa", "mention": {"start": 0, "end": 5}}, "mention"),
+        ({"text": "Paris", "task": "kbqa", "several": True}, "several"),
+        ({"text": "Paris", "several": "yes"}, "several"),
         ({"text": "Paris", "mention": {"start": 0, "end": 9}}, "mention.end"),
         ({"text": "Paris", "num_beams": 7}, "num_beams"),
         ({"text": "Paris", "top_k": 4, "num_beams": 3}, "top_k"),
