@@ -183,7 +183,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
         async_linker = AsyncLinkingEngine(
             linker,
             max_batch_queries=settings.link_batch_max,
-            batch_wait_ms=settings.batch_wait_ms,
+            batch_wait_ms=settings.link_batch_wait_ms,
             on_batch=metrics.batch_size.labels("linker").observe,
             admission=_watched(
                 Admission(settings.link_queue_budget_beams, settings.max_beams, "beams"), metrics, "linker"

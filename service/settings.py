@@ -135,6 +135,13 @@ class Settings(BaseSettings):
         "has; the linker runs one batch at a time).",
     )
     link_batch_max: int = Field(16, ge=1, description="Most /link-entity requests merged into one generate call.")
+    link_batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="How long a /link-entity batch waits for more requests to join. None by default: while a "
+        "batch runs (tens of milliseconds), the next requests queue and form the next batch anyway, so a wait "
+        "would only delay a lone request.",
+    )
 
     data_dir: Path | None = Field(None, description="Folder of evaluation data sets (e.g. ../shared/data).")
 

@@ -14,7 +14,9 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
-def test_concurrent_requests_share_one_call_and_keep_their_order() -> None:
+@pytest.mark.parametrize("wait_ms", [50, 0])
+def test_concurrent_requests_share_one_call_and_keep_their_order(wait_ms: float) -> None:
+    """Requests that queue while a batch runs form the next one, with or without a wait for company."""
     calls: list[list[int]] = []
     release = threading.Event()
 
@@ -24,7 +26,7 @@ def test_concurrent_requests_share_one_call_and_keep_their_order() -> None:
         return [item * item for item in items]
 
     async def scenario() -> list[list[int]]:
-        batcher = MicroBatcher(square, max_items=100, max_wait_ms=50)
+        batcher = MicroBatcher(square, max_items=100, max_wait_ms=wait_ms)
         await batcher.start()
         first = asyncio.create_task(batcher.submit([1]))  # occupies the worker
         await asyncio.sleep(0.05)
