@@ -15,7 +15,7 @@ from typing import Literal
 
 from evaluation.baselines import LexicalKbqa
 from evaluation.kgclue import KgclueData, KgclueQuestion, Triple, score_answers
-from evaluation.link_report import matches_per_weight
+from evaluation.link_report import copy_weight_variants, matches_per_variant
 from index.progress import Progress, no_progress
 from models.linking import AUTO, LinkingEngine, LinkQuery, PairMatch
 
@@ -53,7 +53,7 @@ def generative_answers(
     batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
     for batch in progress(batches, "answering", len(batches)):
         queries = [LinkQuery(t, "kbqa", top_k=1, num_beams=num_beams, candidates=candidates) for t in batch]
-        for by_weight in matches_per_weight(linker, queries, copy_weights):
+        for by_weight in matches_per_variant(linker, queries, copy_weight_variants(linker, copy_weights)):
             for weight, found in by_weight.items():
                 answers[weight].append(_triple(found[0]) if found else None)
     return answers

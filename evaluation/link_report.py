@@ -8,7 +8,7 @@ calls it and prints the result.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -21,6 +21,7 @@ from index.progress import Progress, no_progress
 from models.linking import AUTO, LinkingEngine, LinkQuery, Matches, NgramCandidates, PairMatch
 
 CandidateSource = Callable[[str], "tuple[str, ...] | None"]
+Variant = Hashable
 
 
 @dataclass
@@ -33,6 +34,8 @@ class LinkReport:
     """The method ``/link-entity`` applies with default request fields (None without a linker)."""
     entity_linking: dict[str, dict[str, float]] = field(default_factory=dict)
     kbqa: dict[str, float] = field(default_factory=dict)
+    several_max_gap: dict[str, object] = field(default_factory=dict)
+    """The ``several`` gap fitted on the training split: ``{"fitted": gap or None, "train_f1": {gap: F1}}``."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -41,6 +44,7 @@ class LinkReport:
             "default_method": self.default_method,
             "entity_linking": self.entity_linking,
             "kbqa": self.kbqa,
+            "several_max_gap": self.several_max_gap,
         }
 
 
@@ -51,14 +55,16 @@ def generative_predictions(
     batch_size: int,
     progress: Progress = no_progress,
     candidates: CandidateSource | Literal["auto"] | None = None,
-    copy_weights: Sequence[float] = (0.0,),
-) -> dict[float, tuple[list[list[str]], list[list[str]]]]:
-    """Per copy weight (:attr:`LinkingEngine.copy_weight`; one beam search serves them all), per
-    question: the top beam alone, and the engine's ``several`` answer (the top beam and the other
-    beams' names the question writes apart from it; :class:`LinkQuery`). With ``candidates``, each
-    question's search is restricted to the ids it returns (the full trie when it returns None), or to
-    the engine's own lexical candidates with ``"auto"``."""
-    found: dict[float, tuple[list[list[str]], list[list[str]]]] = {weight: ([], []) for weight in copy_weights}
+    variants: Mapping[Variant, LinkingEngine] | None = None,
+) -> dict[Variant, tuple[list[list[str]], list[list[str]]]]:
+    """Per variant of the engine (another copy weight or ``several`` gap; one beam search serves them
+    all, since they only order and pick among its results), per question: the top beam alone, and the
+    engine's ``several`` answer (the top beam and the other beams' names the question writes apart
+    from it; :class:`LinkQuery`). With ``candidates``, each question's search is restricted to the ids
+    it returns (the full trie when it returns None), or to the engine's own lexical candidates with
+    ``"auto"``. Without ``variants``, the engine alone (key None)."""
+    variants = variants if variants is not None else {None: engine}
+    found: dict[Variant, tuple[list[list[str]], list[list[str]]]] = {key: ([], []) for key in variants}
     batches = [questions[i : i + batch_size] for i in range(0, len(questions), batch_size)]
     for batch in progress(batches, "linking", len(batches)):
         queries = [
@@ -72,24 +78,51 @@ def generative_predictions(
             )
             for q in batch
         ]
-        for by_weight in matches_per_weight(engine, queries, copy_weights):
-            for weight, matches in by_weight.items():
+        for by_variant in matches_per_variant(engine, queries, variants):
+            for key, matches in by_variant.items():
                 names = list(dict.fromkeys(match.name for match in matches))
-                found[weight][0].append(names[:1])
-                found[weight][1].append(names)
+                found[key][0].append(names[:1])
+                found[key][1].append(names)
     return found
 
 
-def matches_per_weight(
-    engine: LinkingEngine, queries: Sequence[LinkQuery], copy_weights: Sequence[float]
-) -> list[dict[float, Matches]]:
-    """Each query's matches at each copy weight, from one beam search: a weight only reorders the
-    search's results (:meth:`LinkingEngine.resolve`)."""
-    engines = {weight: replace(engine, copy_weight=weight) for weight in copy_weights}
+def matches_per_variant(
+    engine: LinkingEngine, queries: Sequence[LinkQuery], variants: Mapping[Variant, LinkingEngine]
+) -> list[dict[Variant, Matches]]:
+    """Each query's matches by each variant of ``engine`` (:meth:`LinkingEngine.resolve`), from one
+    search by ``engine``: a copy weight or a ``several`` gap only orders and picks among its results."""
     return [
-        {weight: weighted.resolve(query, hypotheses) for weight, weighted in engines.items()}
+        {key: variant.resolve(query, hypotheses) for key, variant in variants.items()}
         for query, hypotheses in zip(queries, engine.search(queries), strict=True)
     ]
+
+
+def copy_weight_variants(engine: LinkingEngine, copy_weights: Sequence[float]) -> dict[float, LinkingEngine]:
+    return {weight: replace(engine, copy_weight=weight) for weight in copy_weights}
+
+
+SEVERAL_GAPS: tuple[float | None, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, None)
+"""The ``several_max_gap`` values :func:`fit_several_gap` tries (None: any gap)."""
+
+
+def fit_several_gap(
+    engine: LinkingEngine,
+    data: LcQuad,
+    num_beams: int,
+    batch_size: int,
+    progress: Progress = no_progress,
+    gaps: Sequence[float | None] = SEVERAL_GAPS,
+) -> tuple[float | None, dict[str, float]]:
+    """The ``several_max_gap`` with the best F1 on the **training** split (the engine's default
+    request plus ``several``: whole trie, its copy weight), and the F1 of each gap tried. Ties go to
+    the larger gap. The model has seen these questions, so its beams are surer of them than of new
+    ones; the fit is still the only choice made without the dev split."""
+    variants = {gap: replace(engine, several_max_gap=gap) for gap in gaps}
+    found = generative_predictions(engine, data.train, num_beams, batch_size, progress, None, variants)
+    on_train = replace(data, dev=data.train)
+    scores = {gap: score_predictions(on_train, found[gap][1], 0.0)["f1"] for gap in gaps}
+    best = max(gaps, key=lambda gap: (scores[gap], float("inf") if gap is None else gap))
+    return best, {"any" if gap is None else f"{gap:g}": f1 for gap, f1 in scores.items()}
 
 
 def kbqa_predictions(
@@ -143,7 +176,8 @@ def evaluate_linking(
     """Scores every method on ``data.dev`` (the dev split, or a test file): dictionary matching and
     dense retrieval (``embed`` maps texts to unit vectors), then, with a ``linker``, the generative
     methods (full trie, n-gram candidate trie, the engine's ``candidates: auto``; each at every copy
-    weight and the linker's own; top beam, and with other mentioned beams) and single-triple KBQA.
+    weight and the linker's own; top beam, and with other mentioned beams, ``several``, at any gap and
+    within the gap :func:`fit_several_gap` fits on the training split) and single-triple KBQA.
     ``default_method`` names what ``/link-entity`` does with default request fields: the whole trie
     at the linker's copy weight."""
     dev = data.dev
@@ -153,20 +187,30 @@ def evaluate_linking(
     runs["dense MiniLM (top 1)"] = _timed(lambda: DenseLinker(embed, data.names).link_all([q.text for q in dev]))
     report = LinkReport(len(dev), data.split)
     if linker is not None:
+        gap, train_f1 = fit_several_gap(linker, data, num_beams, batch_size, progress)
+        report.several_max_gap = {"fitted": gap, "train_f1": train_f1}
         weights = sorted({linker.copy_weight, *copy_weights})
-        variants: list[tuple[str, CandidateSource | Literal["auto"] | None]] = [
+        variants = {
+            (weight, fitted): replace(linker, copy_weight=weight, several_max_gap=gap if fitted else None)
+            for weight in weights
+            for fitted in ((False, True) if gap is not None else (False,))
+        }
+        sources: list[tuple[str, CandidateSource | Literal["auto"] | None]] = [
             ("", None),
             (", n-gram candidate trie", NgramCandidates(data.names, entity_id)),
             (", candidates auto", AUTO),
         ]
-        for variant, candidates in variants:
+        for source, candidates in sources:
             started = time.perf_counter()
-            found = generative_predictions(linker, dev, num_beams, batch_size, progress, candidates, weights)
+            found = generative_predictions(linker, dev, num_beams, batch_size, progress, candidates, variants)
             seconds = time.perf_counter() - started
-            for weight, (top1, mentioned) in found.items():
+            for (weight, fitted), (top1, mentioned) in found.items():
                 weighted = f", copy weight {weight:g}" if weight else ""
-                runs[f"generative{variant}{weighted}, top beam (beam {num_beams})"] = (top1, seconds)
-                runs[f"generative{variant}{weighted}, top beam + other mentioned beams"] = (mentioned, seconds)
+                if not fitted:
+                    runs[f"generative{source}{weighted}, top beam (beam {num_beams})"] = (top1, seconds)
+                    runs[f"generative{source}{weighted}, top beam + other mentioned beams"] = (mentioned, seconds)
+                else:
+                    runs[f"generative{source}{weighted}, + other mentioned beams within {gap:g}"] = (mentioned, seconds)
         weighted = f", copy weight {linker.copy_weight:g}" if linker.copy_weight else ""
         report.default_method = f"generative{weighted}, top beam (beam {num_beams})"
         report.kbqa = kbqa_accuracy(linker, dev, num_beams, batch_size)

@@ -271,6 +271,12 @@ def _print_link_report(report: LinkReport) -> None:
         cells = [f"{summary[key]:.3f}" for key in _LINK_COLUMNS]
         table.add_row(method, *cells, f"{summary['ms_per_question']:.1f}")
     Console(width=max(console.width, 150)).print(table)
+    if report.several_max_gap:
+        typer.echo(
+            f"several: gap fitted on the training split {report.several_max_gap['fitted']} "
+            f"(train F1 by gap: {json.dumps(report.several_max_gap['train_f1'])}); "
+            "serve it with SIMLINK_LINK_SEVERAL_MAX_GAP"
+        )
     if report.kbqa:
         typer.echo(f"KBQA, single-triple dev questions: {json.dumps(report.kbqa)}")
 

@@ -124,6 +124,7 @@ def linker_spec(settings: Settings) -> LinkerSpec | None:
         settings.max_link_input_tokens,
         encoder_spec(settings) if settings.link_disambiguate else None,
         settings.link_copy_weight,
+        settings.link_several_max_gap,
     )
 
 

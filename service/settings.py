@@ -119,6 +119,14 @@ class Settings(BaseSettings):
         description="Orders a beam's results by log-probability plus this much per character of the result that "
         "the text writes (Seq2Seq + prefix tree's copy preference); 0: by the model alone.",
     )
+    link_several_max_gap: float | None = Field(
+        None,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="With several: true, a further beam joins only if its log-probability is at most this much "
+        "below the first result's; unset: any beam whose name the text writes apart from the chosen ones. "
+        "'simlink evaluate link' fits it on the training split.",
+    )
     link_disambiguate: bool = Field(
         True,
         description="Order entities that share a generated name by the similarity of their descriptions to the "

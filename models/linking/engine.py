@@ -42,6 +42,7 @@ class LinkerSpec:
     disambiguate_with: EncoderSpec | None = None
     """The encoder whose similarity orders entities sharing a name (:mod:`models.linking.disambiguation`)."""
     copy_weight: float = 0.0
+    several_max_gap: float | None = None
 
     def open(self, encoder: TokenEncoder | None = None) -> LinkingEngine:
         """Loads the model and opens the index; errors name the path (see :meth:`LinkingEngine.open`).
@@ -54,6 +55,7 @@ class LinkerSpec:
         model = load_seq2seq_model(self.model, self.dtype)
         engine = LinkingEngine.open(model, self.index, self.max_input_tokens, disambiguator)
         engine.copy_weight = self.copy_weight
+        engine.several_max_gap = self.several_max_gap
         return engine
 
 
@@ -145,6 +147,9 @@ class LinkingEngine:
     copy_weight: float = 0.0
     """Added to a result's log-probability, per character of it the text writes (:func:`copied_characters`),
     to order the beam's results: the copy preference of Seq2Seq + prefix tree. 0 orders by the model alone."""
+    several_max_gap: float | None = None
+    """With ``LinkQuery.several``, a further beam joins only if its log-probability is at most this much
+    below the first result's (None: any gap); fitted on a training split by ``simlink evaluate link``."""
     _max_lengths: dict[str, int] = field(init=False)
     _lexical: dict[str, LexicalCandidates] = field(init=False, default_factory=dict)
     _lexical_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
@@ -287,12 +292,18 @@ class LinkingEngine:
             if not named:
                 continue
             found = self._ordered(query.text, named, score)
-            if query.several and matches and not _written_apart(found[0].mention, matches):
+            if query.several and matches and not self._joins(found[0], matches):
                 continue
             matches.extend(found[:1] if query.several else found)
             if len(matches) >= query.top_k:
                 break
         return matches[: query.top_k]
+
+    def _joins(self, candidate: EntityMatch, chosen: list[EntityMatch]) -> bool:
+        """Whether a further beam's entity joins a ``several`` answer: the text writes its name apart
+        from the chosen ones, and it is within ``several_max_gap`` of the first."""
+        close = self.several_max_gap is None or chosen[0].score - candidate.score <= self.several_max_gap
+        return close and _written_apart(candidate.mention, chosen)
 
     def _favour_copies(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
         """The hypotheses by log-probability plus ``copy_weight`` per character of their name (or

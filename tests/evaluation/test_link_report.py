@@ -1,0 +1,35 @@
+"""The LC-QuAD report's pieces over the session's tiny linker: the several gap fitted on train."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from evaluation.lcquad import LcQuad, Question
+from evaluation.link_report import fit_several_gap, generative_predictions
+from evaluation.metrics import score_predictions
+from models.linking import LinkingEngine
+from models.linking.seq2seq import load_seq2seq_model
+from tests.conftest import TINY_ENTITIES, TinyLinker
+
+QUESTIONS = [
+    Question("1", "Is Marie Curie from France?", ("Marie Curie", "France")),
+    Question("2", "Which country is Japan?", ("Japan",)),
+    Question("3", "Paris and Japan", ("Paris", "Japan")),
+    Question("4", "Marie Curie", ("Marie Curie",)),
+]
+
+
+def test_the_several_gap_is_the_training_splits_best_and_ties_go_to_the_larger_gap(tiny_linker: TinyLinker) -> None:
+    engine = LinkingEngine.open(load_seq2seq_model(str(tiny_linker.model_dir)), tiny_linker.index_dir)
+    names = sorted({entity["name"] for entity in TINY_ENTITIES})
+    held_out = [Question("9", "Python in France", ("Python", "France"))]
+    data = LcQuad(train=QUESTIONS, dev=held_out, names=names, pairs=[])
+    gap, train_f1 = fit_several_gap(engine, data, num_beams=3, batch_size=2, gaps=(0.0, 1.0, 50.0, None))
+    assert set(train_f1) == {"0", "1", "50", "any"}
+    best = max(train_f1.values())
+    assert train_f1["any" if gap is None else f"{gap:g}"] == best
+    larger = [g for g in (1.0, 50.0, None) if gap is not None and (g is None or g > gap)]
+    assert all(train_f1["any" if g is None else f"{g:g}"] < best for g in larger), "ties go to the larger gap"
+    # a gap of 0 keeps only results as likely as the first: the top beam, unless beams tie
+    top = generative_predictions(engine, QUESTIONS, 3, 2)[None][0]
+    assert train_f1["0"] == score_predictions(replace(data, dev=QUESTIONS), top, 0.0)["f1"]
