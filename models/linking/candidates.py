@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import marisa_trie
@@ -31,11 +31,6 @@ def writes_chinese(text: str) -> bool:
 def words(text: str) -> list[str]:
     """The lower-cased words of ``text`` (``O'Brien`` and ``U.S.`` stay whole)."""
     return WORD.findall(text.lower())
-
-
-def mentioned(name: str, text: str) -> bool:
-    """Whether the text writes the name (:func:`find_mention`)."""
-    return find_mention(name, text) is not None
 
 
 class NgramCandidates:
@@ -116,17 +111,33 @@ def _bounded(text: str, start: int, end: int) -> bool:
     return not (before or after)
 
 
-def find_mention(name: str, text: str) -> tuple[int, int] | None:
-    """The character span where ``text`` first writes ``name`` (one of its :func:`surfaces`, the
-    longest first, as whole words except next to Chinese, folded), or None."""
-    folded = fold(text)
+def find_mention(
+    name: str,
+    text: str,
+    within: tuple[int, int] | None = None,
+    avoid: Sequence[tuple[int, int]] = (),
+    folded: str | None = None,
+) -> tuple[int, int] | None:
+    """The character span where ``text`` writes ``name`` (one of its :func:`surfaces`, as whole
+    words except next to Chinese, folded), or None: the first place that overlaps no span of
+    ``avoid``, preferring one inside ``within`` (a mention the request marks). Longer surfaces
+    (the whole name) come before shorter ones (the name without its qualifier). ``folded`` is
+    ``fold(text)``, when the caller already has it."""
+    folded = fold(text) if folded is None else folded
+    found = []
     for surface in sorted(surfaces(name), key=len, reverse=True):
         start = folded.find(surface)
         while start >= 0:
-            if _bounded(folded, start, start + len(surface)):
-                return start, start + len(surface)
+            span = (start, start + len(surface))
+            if _bounded(folded, *span) and not any(_overlap(span, other) for other in avoid):
+                found.append(span)
             start = folded.find(surface, start + 1)
-    return None
+    inside = [span for span in found if within is not None and within[0] <= span[0] and span[1] <= within[1]]
+    return (inside or found or [None])[0]
+
+
+def _overlap(span: tuple[int, int], other: tuple[int, int]) -> bool:
+    return span[0] < other[1] and other[0] < span[1]
 
 
 class LexicalCandidates:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from index.linking_index import LinkingIndex
 from index.trie import TokenTrie
 from models.admission import Admission
 from models.batching import BatchedFacade
-from models.linking.candidates import LexicalCandidates, copied_characters, find_mention
+from models.linking.candidates import LexicalCandidates, copied_characters, find_mention, fold
 from models.linking.disambiguation import DescriptionScorer, Disambiguator
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, Task, format_input, load_seq2seq_model
@@ -286,24 +286,32 @@ class LinkingEngine:
         scored = [(trie.sequence_id(hypothesis.tokens), hypothesis.score) for hypothesis in hypotheses]
         entities = self.index.store.entities_of_sequences([sequence_id for sequence_id, _ in scored])
         allowed = set(query.candidates) if query.candidates not in (None, AUTO) else None
+        folded = fold(query.text)
         matches: list[EntityMatch] = []
         for sequence_id, score in scored:
             named = [(i, name) for i, name in entities.get(sequence_id, []) if allowed is None or i in allowed]
             if not named:
                 continue
-            found = self._ordered(query.text, named, score)
-            if query.several and matches and not self._joins(found[0], matches):
-                continue
+            found = self._ordered(query, named, score, folded)
+            if query.several and matches:
+                joining = self._joining(found[0], matches, query.text, folded)
+                if joining is None:
+                    continue
+                found = [joining]
             matches.extend(found[:1] if query.several else found)
             if len(matches) >= query.top_k:
                 break
         return matches[: query.top_k]
 
-    def _joins(self, candidate: EntityMatch, chosen: list[EntityMatch]) -> bool:
-        """Whether a further beam's entity joins a ``several`` answer: the text writes its name apart
-        from the chosen ones, and it is within ``several_max_gap`` of the first."""
-        close = self.several_max_gap is None or chosen[0].score - candidate.score <= self.several_max_gap
-        return close and _written_apart(candidate.mention, chosen)
+    def _joining(self, candidate: EntityMatch, chosen: list[EntityMatch], text: str, folded: str) -> EntityMatch | None:
+        """A further beam's entity as it joins a ``several`` answer, with the place the text writes it
+        apart from the chosen ones; None if it is not written apart, or is further than
+        ``several_max_gap`` below the first."""
+        if self.several_max_gap is not None and chosen[0].score - candidate.score > self.several_max_gap:
+            return None
+        taken = [match.mention for match in chosen if match.mention is not None]
+        span = find_mention(candidate.name, text, avoid=taken, folded=folded)
+        return replace(candidate, mention=span) if span is not None else None
 
     def _favour_copies(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
         """The hypotheses by log-probability plus ``copy_weight`` per character of their name (or
@@ -324,15 +332,18 @@ class LinkingEngine:
         order = sorted(range(len(hypotheses)), key=lambda i: -(hypotheses[i].score + bonus[i]))
         return [hypotheses[i] for i in order]
 
-    def _ordered(self, text: str, named: list[tuple[str, str]], score: float) -> list[EntityMatch]:
+    def _ordered(self, query: LinkQuery, named: list[tuple[str, str]], score: float, folded: str) -> list[EntityMatch]:
         """The entities behind one generated name: alone as they are; several, best first by the
-        disambiguator (in id order without one)."""
+        disambiguator (in id order without one). Each with the place the text writes the name (inside
+        the query's mention, if it marks one and the name is written there)."""
+        text = query.text
+        spans = {name: find_mention(name, text, within=query.mention, folded=folded) for _, name in named}
         if len(named) < 2 or self.disambiguator is None:
-            return [EntityMatch(entity_id, name, score, None, find_mention(name, text)) for entity_id, name in named]
+            return [EntityMatch(entity_id, name, score, None, spans[name]) for entity_id, name in named]
         descriptions = self.index.store.descriptions([entity_id for entity_id, _ in named])
         fits = self.disambiguator(text, [descriptions.get(entity_id, "") for entity_id, _ in named])
         ranked = sorted(zip(named, fits, strict=True), key=lambda item: (item[1] is None, -(item[1] or 0.0)))
-        return [EntityMatch(i, name, score, fit, find_mention(name, text)) for (i, name), fit in ranked]
+        return [EntityMatch(i, name, score, fit, spans[name]) for (i, name), fit in ranked]
 
     def _resolve_pairs(self, hypotheses: list[Hypothesis], top_k: int) -> list[PairMatch]:
         trie, store = self.index.kbqa_trie, self.index.store
@@ -343,13 +354,6 @@ class LinkingEngine:
                     PairMatch(subject, predicate, tuple(store.objects(subject, predicate)), hypothesis.score)
                 )
         return matches[:top_k]
-
-
-def _written_apart(span: tuple[int, int] | None, chosen: list[EntityMatch]) -> bool:
-    """Whether the text writes a name (``span``) where it writes none of the chosen ones."""
-    return span is not None and all(
-        match.mention is None or span[1] <= match.mention[0] or match.mention[1] <= span[0] for match in chosen
-    )
 
 
 class AsyncLinkingEngine(BatchedFacade[LinkQuery, Matches]):

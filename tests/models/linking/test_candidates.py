@@ -31,11 +31,41 @@ def test_find_mention_gives_the_character_span_of_a_name_or_of_it_before_its_qua
     assert find_mention("Ann Lewis", text) is None
 
 
+def test_find_mention_prefers_the_marked_mention_and_avoids_taken_places() -> None:
+    text = "The python ate my Python book"
+    assert find_mention("Python", text) == (4, 10)
+    assert find_mention("Python", text, within=(18, 24)) == (18, 24)
+    assert find_mention("Python", text, within=(0, 3)) == (4, 10)  # not written there: the first place
+    hotel = "Is the Paris Hilton hotel in Paris?"
+    assert find_mention("Paris", hotel) == (7, 12)
+    assert find_mention("Paris", hotel, avoid=[(7, 19)]) == (29, 34)
+    assert find_mention("Paris", "Paris Hilton", avoid=[(0, 12)]) is None
+
+
 @given(st.text(alphabet="ab (é刘", max_size=30), st.text(alphabet="ab (é刘)", min_size=1, max_size=8))
-def test_a_found_mention_is_a_surface_of_the_name(text: str, name: str) -> None:
+def test_a_mention_is_found_exactly_where_the_text_writes_a_surface(text: str, name: str) -> None:
     span = find_mention(name, text)
-    if span is not None:
-        assert fold(text)[span[0] : span[1]] in surfaces(name)
+    folded = fold(text)
+    written = [
+        (start, start + len(surface))
+        for surface in surfaces(name)
+        for start in range(len(folded) - len(surface) + 1)
+        if folded.startswith(surface, start)
+    ]
+    if span is None:
+        assert not [place for place in written if _stands_alone(folded, *place)]
+    else:
+        assert folded[span[0] : span[1]] in surfaces(name) and _stands_alone(folded, *span)
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    """No letter or digit runs on across either end (this alphabet's only Chinese character aside)."""
+
+    def joined(a: str, b: str) -> bool:
+        return a.isalnum() and b.isalnum() and "刘" not in (a, b)
+
+    before = start > 0 and joined(text[start - 1], text[start])
+    return not (before or (end < len(text) and joined(text[end - 1], text[end])))
 
 
 def test_ngram_candidates_admit_exact_names_and_longer_names_they_start() -> None:

@@ -226,3 +226,11 @@ def test_several_takes_one_entity_of_a_shared_name(engine: LinkingEngine) -> Non
     several = engine.resolve(LinkQuery("Python in France", top_k=5, num_beams=2, several=True), beams)
     assert [m.id for m in plain] == ["animal:python", "language:python", "country:france"]
     assert [m.id for m in several] == ["animal:python", "country:france"]
+
+
+def test_a_marked_mention_is_where_the_result_is_written(engine: LinkingEngine) -> None:
+    text = "The python ate my Python book"
+    beams = _hypotheses(engine, [("Python", -0.1)])
+    marked = engine.resolve(LinkQuery(text, mention=(18, 24), top_k=2, num_beams=1), beams)
+    unmarked = engine.resolve(LinkQuery(text, top_k=2, num_beams=1), beams)
+    assert [m.mention for m in marked] == [(18, 24)] * 2 and [m.mention for m in unmarked] == [(4, 10)] * 2

@@ -158,7 +158,8 @@ def test_the_fused_bert_passes_give_the_models_own_states_and_log_probabilities(
 
 
 def test_the_fused_layout_follows_weights_changed_in_place(tmp_path: Path) -> None:
-    """A model evaluated between training steps: an optimiser changes its weights in place."""
+    """A model evaluated between training steps (an optimiser changes its weights in place), or
+    whose embeddings were replaced."""
     from models.linking.generation import encoder_states
 
     model = load_seq2seq_model(str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5)))
@@ -171,4 +172,10 @@ def test_the_fused_layout_follows_weights_changed_in_place(tmp_path: Path) -> No
         after = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
         own = model.model.get_encoder()(**encoded).last_hidden_state
     assert not torch.allclose(before, after)
-    assert torch.equal(after, own)
+    assert torch.allclose(after, own, atol=1e-5)
+    replaced = torch.nn.Embedding.from_pretrained(model.model.get_input_embeddings().weight.detach() * 2.0)
+    model.model.encoder.set_input_embeddings(replaced)  # new parameter objects, as a resized vocabulary has
+    with torch.inference_mode():
+        again = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
+        own = model.model.get_encoder()(**encoded).last_hidden_state
+    assert not torch.allclose(after, again) and torch.allclose(again, own, atol=1e-5)
