@@ -72,7 +72,7 @@ def _whole_number(row: dict[str, Any], key: str, default: int | None, least: int
     return value
 
 
-LINK_FIELDS = {"text", "task", "mention", "top_k", "num_beams"}
+LINK_FIELDS = {"text", "task", "mention", "top_k", "num_beams", "several"}
 
 
 def _check_link(row: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +87,11 @@ def _check_link(row: dict[str, Any]) -> dict[str, Any]:
         raise RowError(f'"top_k" is {checked["top_k"]}, more than "num_beams" ({checked["num_beams"]})')
     if row.get("mention") is not None:
         checked["mention"] = _mention(row["mention"], checked)
+    checked["several"] = row.get("several", False)
+    if not isinstance(checked["several"], bool):
+        raise RowError(f'"several" must be true or false, got {checked["several"]!r}')
+    if checked["several"] and checked["task"] != "entity":
+        raise RowError('"several" applies to task "entity" only')
     return checked
 
 
@@ -112,7 +117,7 @@ PAIRS = RowKind(("a", "b"), _check_pair)
 TEXTS = RowKind(("text",), _check_text)
 """One text per line, or ``{"text": ...}`` objects, or a Parquet column ``text``."""
 LINK_TEXTS = RowKind(("text",), _check_link)
-"""Texts to link: one per line, or ``{"text", "task"?, "mention"?, "top_k"?, "num_beams"?}`` objects."""
+"""Texts to link: one per line, or ``{"text", "task"?, "mention"?, "top_k"?, "num_beams"?, "several"?}`` objects."""
 
 
 def _raw_rows(path: Path, kind: RowKind) -> Iterator[tuple[int, dict[str, Any] | str]]:

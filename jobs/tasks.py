@@ -173,7 +173,7 @@ class LinkTexts(_Task):
 
 def _link_query(row: dict[str, Any]) -> LinkQuery:
     mention = tuple(row["mention"]) if "mention" in row else None
-    return LinkQuery(row["text"], row["task"], mention, row["top_k"], row["num_beams"])
+    return LinkQuery(row["text"], row["task"], mention, row["top_k"], row["num_beams"], several=row["several"])
 
 
 def _match_rows(matches: Sequence[EntityMatch | PairMatch]) -> list[dict[str, Any]]:

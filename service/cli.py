@@ -207,7 +207,9 @@ def evaluate_link(
     threads: ThreadsOption = None,
     out: Annotated[
         Optional[Path],
-        typer.Option(help="Also write the figures as JSON here (split, default_method, entity_linking, kbqa)."),
+        typer.Option(
+            help="Also write the figures as JSON here (split, default_method, entity_linking, kbqa, several_max_gap)."
+        ),
     ] = None,
 ) -> None:
     """LC-QuAD dev (or --test): entity linking (generative vs dictionary and dense baselines) and
@@ -272,10 +274,11 @@ def _print_link_report(report: LinkReport) -> None:
         table.add_row(method, *cells, f"{summary['ms_per_question']:.1f}")
     Console(width=max(console.width, 150)).print(table)
     if report.several_max_gap:
+        gap = report.several_max_gap["fitted"]
+        serve = f"serve it with SIMLINK_LINK_SEVERAL_MAX_GAP={gap}" if gap is not None else "leave it unset"
         typer.echo(
-            f"several: gap fitted on the training split {report.several_max_gap['fitted']} "
-            f"(train F1 by gap: {json.dumps(report.several_max_gap['train_f1'])}); "
-            "serve it with SIMLINK_LINK_SEVERAL_MAX_GAP"
+            f"several: gap fitted on the training split: {'none (any gap)' if gap is None else gap} "
+            f"(train F1 by gap: {json.dumps(report.several_max_gap['train_f1'])}); {serve}"
         )
     if report.kbqa:
         typer.echo(f"KBQA, single-triple dev questions: {json.dumps(report.kbqa)}")

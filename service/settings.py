@@ -59,7 +59,11 @@ class Settings(BaseSettings):
         description="Pack several texts into each row of a forward pass instead of padding each one "
         "(used only if the model gives the same vectors that way; checked at start-up).",
     )
-    batch_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for more requests to join.")
+    batch_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        description="How long a similarity batch waits for more requests to join (the linker's: link_batch_wait_ms).",
+    )
     batch_max_texts: int = Field(256, ge=1, description="Most texts gathered from queued requests into one batch.")
 
     max_pairs: int = Field(64, ge=1, description="Most pairs in one /similarity request.")
@@ -146,7 +150,7 @@ class Settings(BaseSettings):
     link_batch_wait_ms: float = Field(
         0.0,
         ge=0,
-        description="How long a /link-entity batch waits for more requests to join. None by default: while a "
+        description="How long a /link-entity batch waits for more requests to join. No wait by default: while a "
         "batch runs (tens of milliseconds), the next requests queue and form the next batch anyway, so a wait "
         "would only delay a lone request.",
     )

@@ -104,6 +104,7 @@ def _linker_info(runtime: Runtime) -> dict[str, Any] | None:
     return {
         **runtime.linker.engine.describe(),
         "threads": runtime.linker.threads,
+        "batch_wait_ms": settings.link_batch_wait_ms,
         "limits": {
             "max_beams": settings.max_beams,
             "max_link_chars": settings.max_link_chars,

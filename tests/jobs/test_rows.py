@@ -76,11 +76,21 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
         {"text": "capital of Japan", "task": "kbqa", "mention": {"start": 0, "end": 3}},
         {"text": "a   b", "mention": {"start": 1, "end": 3}},
         {"text": "[START_ENT] Paris [END_ENT]", "mention": {"start": 12, "end": 17}},
+        {"text": "Paris and Japan", "several": True},
+        {"text": "Paris", "several": "yes"},
+        {"text": "capital of Japan", "task": "kbqa", "several": True},
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     read = _values(read_rows(path, LINK_TEXTS))
-    assert read[0][1] == {"text": "Who founded Amazon?", "task": "entity", "top_k": 5, "num_beams": 5}
-    assert read[1][1] == {"text": "Paris is big", "task": "entity", "top_k": 7, "num_beams": 7, "mention": [0, 5]}
+    assert read[0][1] == {"text": "Who founded Amazon?", "task": "entity", "top_k": 5, "num_beams": 5, "several": False}
+    assert read[1][1] == {
+        "text": "Paris is big",
+        "task": "entity",
+        "top_k": 7,
+        "num_beams": 7,
+        "mention": [0, 5],
+        "several": False,
+    }
     assert read[2][1]["num_beams"] == 3
     assert "task" in read[3][2]
     assert "mention" in read[4][2]
@@ -89,6 +99,9 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
     assert read[7][2] == '"mention" applies to task "entity" only'
     assert read[8][2] == '"mention" covers only white space'
     assert "not both" in read[9][2]
+    assert read[10][1]["several"] is True
+    assert read[11][2] == "\"several\" must be true or false, got 'yes'"
+    assert read[12][2] == '"several" applies to task "entity" only'
 
 
 def test_unknown_format_is_refused_by_name(tmp_path: Path) -> None:
