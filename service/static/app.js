@@ -348,6 +348,7 @@ async function link(event) {
   };
   if (mention.span && task === "entity") body.mention = { start: mention.span[0], end: mention.span[1] };
   if (byId("link-auto").checked) body.candidates = "auto";
+  if (byId("link-several").checked && task === "entity") body.several = true;
   const result = await call("/link-entity", body);
   busy(form, false);
   if (!result.ok) {
@@ -360,9 +361,12 @@ async function link(event) {
     }
     return;
   }
-  // disambiguation: how entities sharing the generated name were ordered (absent for a name's only entity)
+  // disambiguation: how entities sharing the generated name were ordered (absent for a name's only entity);
+  // mention: where the text writes the name (absent when it does not)
   const columns =
-    task === "kbqa" ? ["subject", "predicate", "answers", "score"] : ["id", "name", "score", "disambiguation"];
+    task === "kbqa"
+      ? ["subject", "predicate", "answers", "score"]
+      : ["id", "name", "score", "disambiguation", "mention"];
   const head = document.createElement("tr");
   for (const column of columns) {
     const th = document.createElement("th");
@@ -375,7 +379,7 @@ async function link(event) {
       const tr = document.createElement("tr");
       for (const column of columns) {
         const td = document.createElement("td");
-        const value = row[column];
+        const value = column === "mention" ? written(body.text, row.mention) : row[column];
         const numeric = column === "score" || column === "disambiguation";
         td.textContent =
           value === undefined || value === null ? "" : numeric ? format(value) : Array.isArray(value) ? value.join(", ") : value;
@@ -386,6 +390,12 @@ async function link(event) {
     }),
   );
   byId("link-result").hidden = false;
+}
+
+// A result's mention as the text writes it, with its code-point offsets: "python" 9–15.
+function written(text, span) {
+  if (!span) return "";
+  return `"${Array.from(text).slice(span.start, span.end).join("")}" ${span.start}–${span.end}`;
 }
 
 // --- start -----------------------------------------------------------------------------------

@@ -215,6 +215,10 @@ def test_link_tab_links_the_mention_selected_with_the_mouse(browser, linking_ser
         assert [row.locator("td").first.text_content() for row in rows] == [result["id"] for result in expected]
         shared = [bool(row.locator("td").nth(3).text_content()) for row in rows]
         assert shared == ["disambiguation" in result for result in expected] and any(shared)
+        spans = [r["mention"] for r in expected if "mention" in r]
+        written = [f'"{text[m["start"] : m["end"]]}" {m["start"]}–{m["end"]}' if m else "" for m in spans]
+        shown = [row.locator("td").nth(4).text_content() for row in rows]
+        assert [cell for cell in shown if cell] == written and written, "where the text writes each result"
         visit.screenshot("link")
         visit.page.check("#link-auto")
         visit.page.click("#link-submit")
@@ -224,6 +228,20 @@ def test_link_tab_links_the_mention_selected_with_the_mouse(browser, linking_ser
             "ids => [...document.querySelectorAll('#link-rows tr td:first-child')].map(td => td.textContent)"
             ".join() === ids.join()",
             arg=[result["id"] for result in auto["results"]],
+        )
+        visit.page.uncheck("#link-auto")
+        visit.page.click("#link-clear-mention")
+        visit.page.fill("#link-text", "Is Marie Curie from France?")
+        visit.page.check("#link-several")
+        with visit.page.expect_request("**/link-entity") as sent:
+            visit.page.click("#link-submit")
+        assert sent.value.post_data_json["several"] is True and "mention" not in sent.value.post_data_json
+        plain = {"text": "Is Marie Curie from France?", "task": "entity", "top_k": 3, "num_beams": 5}
+        several = httpx.post(f"{linking_server}/link-entity", json={**plain, "several": True}, timeout=60).json()
+        visit.page.wait_for_function(
+            "ids => [...document.querySelectorAll('#link-rows tr td:first-child')].map(td => td.textContent)"
+            ".join() === ids.join()",
+            arg=[result["id"] for result in several["results"]],
         )
     finally:
         visit.close()
