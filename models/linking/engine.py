@@ -292,26 +292,28 @@ class LinkingEngine:
             named = [(i, name) for i, name in entities.get(sequence_id, []) if allowed is None or i in allowed]
             if not named:
                 continue
-            found = self._ordered(query, named, score, folded)
-            if query.several and matches:
-                joining = self._joining(found[0], matches, query.text, folded)
-                if joining is None:
+            if query.several and matches:  # checked before the disambiguator spends a pass on the name
+                span = self._joining_span(named[0][1], score, matches, query.text, folded)
+                if span is None:
                     continue
-                found = [joining]
+                found = [replace(self._ordered(query, named, score, folded)[0], mention=span)]
+            else:
+                found = self._ordered(query, named, score, folded)
             matches.extend(found[:1] if query.several else found)
             if len(matches) >= query.top_k:
                 break
         return matches[: query.top_k]
 
-    def _joining(self, candidate: EntityMatch, chosen: list[EntityMatch], text: str, folded: str) -> EntityMatch | None:
-        """A further beam's entity as it joins a ``several`` answer, with the place the text writes it
-        apart from the chosen ones; None if it is not written apart, or is further than
-        ``several_max_gap`` below the first."""
-        if self.several_max_gap is not None and chosen[0].score - candidate.score > self.several_max_gap:
+    def _joining_span(
+        self, name: str, score: float, chosen: list[EntityMatch], text: str, folded: str
+    ) -> tuple[int, int] | None:
+        """Where the text writes a further beam's name apart from the chosen ones, if it joins a
+        ``several`` answer; None if it is not written apart, or is further than ``several_max_gap``
+        below the first."""
+        if self.several_max_gap is not None and chosen[0].score - score > self.several_max_gap:
             return None
         taken = [match.mention for match in chosen if match.mention is not None]
-        span = find_mention(candidate.name, text, avoid=taken, folded=folded)
-        return replace(candidate, mention=span) if span is not None else None
+        return find_mention(name, text, avoid=taken, folded=folded)
 
     def _favour_copies(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
         """The hypotheses by log-probability plus ``copy_weight`` per character of their name (or

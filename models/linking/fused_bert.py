@@ -174,10 +174,6 @@ class _Layout:
     fused: FusedBert
 
 
-def _parameters(network: Any) -> list[torch.Tensor]:
-    return list(network.parameters())
-
-
 def _current(layout: _Layout, network: Any) -> bool:
     """Whether ``layout`` still matches ``network``: the same parameter objects at its two ends (a
     resized vocabulary or loaded weights replace those) and none changed in place since."""
@@ -215,7 +211,7 @@ class FusedBert:
         with _LAYOUT_LOCK:
             layout = _LAID_OUT.get(network)
             if layout is None or not _current(layout, network):
-                parameters = _parameters(network)
+                parameters = list(network.parameters())
                 layout = _LAID_OUT[network] = _Layout(parameters, _version(parameters), cls(network))
             return layout.fused
 
