@@ -98,6 +98,10 @@ class LexicalMatch:
     end: int
     key: str
 
+    @property
+    def span(self) -> tuple[int, int]:
+        return self.start, self.end
+
 
 def _bounded(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]`` stands as whole words: no letter or digit runs on across either end,
@@ -132,12 +136,16 @@ def find_mention(
             if _bounded(folded, *span) and not any(_overlap(span, other) for other in avoid):
                 found.append(span)
             start = folded.find(surface, start + 1)
-    inside = [span for span in found if within is not None and within[0] <= span[0] and span[1] <= within[1]]
+    inside = [span for span in found if within is not None and _inside(span, within)]
     return (inside or found or [None])[0]
 
 
 def _overlap(span: tuple[int, int], other: tuple[int, int]) -> bool:
     return span[0] < other[1] and other[0] < span[1]
+
+
+def _inside(span: tuple[int, int], outer: tuple[int, int]) -> bool:
+    return outer[0] <= span[0] and span[1] <= outer[1]
 
 
 class LexicalCandidates:
@@ -170,11 +178,11 @@ class LexicalCandidates:
         matches inside it count (those overlapping it if none is inside); None when nothing matches."""
         found = self.matches(text)
         if mention is not None:
-            inside = [match for match in found if mention[0] <= match.start and match.end <= mention[1]]
-            found = inside or [match for match in found if match.start < mention[1] and mention[0] < match.end]
+            inside = [match for match in found if _inside(match.span, mention)]
+            found = inside or [match for match in found if _overlap(match.span, mention)]
         longest = [match for match in found if not any(_inside_longer(match, other) for other in found)]
         return tuple(dict.fromkeys(match.key for match in longest)) or None
 
 
 def _inside_longer(match: LexicalMatch, other: LexicalMatch) -> bool:
-    return other.start <= match.start and match.end <= other.end and other.end - other.start > match.end - match.start
+    return _inside(match.span, other.span) and other.end - other.start > match.end - match.start
