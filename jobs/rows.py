@@ -72,7 +72,7 @@ def _whole_number(row: dict[str, Any], key: str, default: int | None, least: int
     return value
 
 
-LINK_FIELDS = {"text", "task", "mention", "top_k", "num_beams", "several"}
+LINK_FIELDS = {"text", "task", "mention", "top_k", "num_beams", "several", "candidates"}
 
 
 def _check_link(row: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +92,23 @@ def _check_link(row: dict[str, Any]) -> dict[str, Any]:
         raise RowError(f'"several" must be true or false, got {checked["several"]!r}')
     if checked["several"] and checked["task"] != "entity":
         raise RowError('"several" applies to task "entity" only')
+    if row.get("candidates") is not None:
+        checked["candidates"] = _candidates(row["candidates"], checked["task"])
     return checked
+
+
+def _candidates(candidates: Any, task: str) -> str | list[str]:
+    """``"auto"`` or a list of entity ids, checked as ``/link-entity`` checks them (whether the ids
+    are in the index is the engine's to say)."""
+    if candidates == "auto":
+        return candidates
+    if not isinstance(candidates, list) or not candidates:
+        raise RowError(f'"candidates" must be "auto" or a non-empty list of entity ids, got {candidates!r}')
+    if task != "entity":
+        raise RowError('a list of "candidates" applies to task "entity" only; kbqa takes "auto"')
+    if not all(isinstance(entity_id, str) and entity_id for entity_id in candidates):
+        raise RowError('"candidates" must hold entity ids (non-empty strings)')
+    return candidates
 
 
 def _mention(mention: Any, checked: dict[str, Any]) -> list[int]:
@@ -117,7 +133,8 @@ PAIRS = RowKind(("a", "b"), _check_pair)
 TEXTS = RowKind(("text",), _check_text)
 """One text per line, or ``{"text": ...}`` objects, or a Parquet column ``text``."""
 LINK_TEXTS = RowKind(("text",), _check_link)
-"""Texts to link: one per line, or ``{"text", "task"?, "mention"?, "top_k"?, "num_beams"?, "several"?}`` objects."""
+"""Texts to link: one per line, or objects with the fields of ``/link-entity``: ``{"text", "task"?,
+"mention"?, "top_k"?, "num_beams"?, "several"?, "candidates"?}``."""
 
 
 def _raw_rows(path: Path, kind: RowKind) -> Iterator[tuple[int, dict[str, Any] | str]]:

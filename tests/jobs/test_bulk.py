@@ -131,6 +131,26 @@ def test_rank_gives_the_engines_ranking_per_query(tmp_path: Path, encoder) -> No
         assert row["exact_solves"] + row["pruned"] == len(corpus)
 
 
+def test_link_rows_narrow_by_candidates_and_name_unknown_ids(tmp_path: Path, tiny_linker: TinyLinker) -> None:
+    text = "Which Paris is the capital of France?"
+    rows = [
+        {"text": text, "candidates": ["person:paris"]},
+        {"text": text, "candidates": ["person:paris", "city:nowhere"]},
+        {"text": text, "candidates": "auto", "top_k": 3},
+    ]
+    source = tmp_path / "texts.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "linked.jsonl"
+    spec = LinkerSpec(str(tiny_linker.model_dir), tiny_linker.index_dir)
+    summary = bulk.link(source, out, spec, RunPlan(batch_size=3), lenient=True)
+    written = _rows(out)
+    assert [row["line"] for row in written] == [1, 3]
+    assert [r["id"] for r in written[0]["results"]] == ["person:paris"], "only the candidate is answered"
+    expected = spec.open().link([LinkQuery(text, top_k=3, candidates="auto")])[0]
+    assert [r["id"] for r in written[1]["results"]] == [m.id for m in expected]
+    assert summary.skipped == 1 and "candidates: 1 unknown entity id(s): 'city:nowhere'" in summary.problems[0]
+
+
 def test_link_gives_the_engines_matches(tmp_path: Path, tiny_linker: TinyLinker) -> None:
     texts = ["What is the capital of [START_ENT] France [END_ENT]?", "Which currency does Japan use?"]
     source = tmp_path / "texts.jsonl"

@@ -72,13 +72,18 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
         {"text": "x", "task": "other"},
         {"text": "abc", "mention": {"start": 2, "end": 9}},
         {"text": "abc", "top_k": 6, "num_beams": 3},
-        {"text": "abc", "candidates": ["x"]},
+        {"text": "abc", "colour": "red"},
         {"text": "capital of Japan", "task": "kbqa", "mention": {"start": 0, "end": 3}},
         {"text": "a   b", "mention": {"start": 1, "end": 3}},
         {"text": "[START_ENT] Paris [END_ENT]", "mention": {"start": 12, "end": 17}},
         {"text": "Paris and Japan", "several": True},
         {"text": "Paris", "several": "yes"},
         {"text": "capital of Japan", "task": "kbqa", "several": True},
+        {"text": "Paris", "candidates": ["city:paris", "person:paris"]},
+        {"text": "capital of Japan", "task": "kbqa", "candidates": "auto"},
+        {"text": "capital of Japan", "task": "kbqa", "candidates": ["country:japan"]},
+        {"text": "Paris", "candidates": []},
+        {"text": "Paris", "candidates": ["city:paris", 7]},
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     read = _values(read_rows(path, LINK_TEXTS))
@@ -95,13 +100,18 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
     assert "task" in read[3][2]
     assert "mention" in read[4][2]
     assert read[5][2] == '"top_k" is 6, more than "num_beams" (3)'
-    assert read[6][2].startswith("unknown field(s) 'candidates'")
+    assert read[6][2].startswith("unknown field(s) 'colour'")
     assert read[7][2] == '"mention" applies to task "entity" only'
     assert read[8][2] == '"mention" covers only white space'
     assert "not both" in read[9][2]
     assert read[10][1]["several"] is True
     assert read[11][2] == "\"several\" must be true or false, got 'yes'"
     assert read[12][2] == '"several" applies to task "entity" only'
+    assert read[13][1]["candidates"] == ["city:paris", "person:paris"]
+    assert read[14][1]["candidates"] == "auto"
+    assert read[15][2].startswith('a list of "candidates" applies to task "entity" only')
+    assert read[16][2].startswith('"candidates" must be "auto" or a non-empty list')
+    assert read[17][2] == '"candidates" must hold entity ids (non-empty strings)'
 
 
 def test_unknown_format_is_refused_by_name(tmp_path: Path) -> None:
