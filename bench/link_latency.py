@@ -10,11 +10,16 @@ in alternating rounds (this machine's speed drifts), one LC-QuAD dev question at
 - ``generate`` with ``prefix_allowed_tokens_fn`` (the previous path) in process;
 - unconstrained ``generate`` in process: **the reference**, the ratio's denominator.
 
+Each timing starts ``--pause-ms`` after the one before: after a parallel region, torch's OpenMP
+threads spin-wait for several milliseconds before they sleep, and threads spinning in one process
+(the server, or this one) would slow the next path measured in the other; a deployment has no
+benchmark process beside its server. ``--pause-ms 0`` measures back to back.
+
 It checks that our search and ``generate`` return the same names with scores within 1e-4 on
 ``--check`` questions, and measures 16 concurrent clients against 1 over HTTP.
 
     python -m bench.link_latency --model runs/lcquad-model [--names 1000000] [--questions 100] [--rounds 3]
-        [--index DIR]   (build the index into DIR, or reuse the one DIR holds)
+        [--index DIR]   (build the index into DIR, or reuse the one DIR holds)  [--pause-ms 50]
 """
 
 from __future__ import annotations
@@ -107,7 +112,9 @@ def unconstrained(model: Seq2SeqModel, text: str, beams: int, max_new_tokens: in
         )
 
 
-def timed(work: Callable[[], object]) -> float:
+def timed(work: Callable[[], object], pause: float = 0.0) -> float:
+    """Seconds ``work`` takes, started ``pause`` seconds from now (see the module's note on spinning threads)."""
+    time.sleep(pause)
     begin = time.perf_counter()
     work()
     return time.perf_counter() - begin
@@ -154,6 +161,7 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=200, help="questions for the outputs-equal check")
     parser.add_argument("--beams", type=int, default=5)
     parser.add_argument("--index", type=Path, help="build the index here, or reuse the one built here before")
+    parser.add_argument("--pause-ms", type=float, default=50.0, help="idle time before each timing (see above)")
     args = parser.parse_args()
 
     lcquad = read_lcquad(data_dir() / "lcquad1")
@@ -199,21 +207,24 @@ def main() -> None:
                 transformers_beam_search(model, [format_input(text, "entity")], [trie], args.beams, max_new)
 
             over_http(questions[0])  # warm-up
+            pause = args.pause_ms / 1000
             for _ in range(args.rounds):
                 rows = {path: [] for path in PATHS}
                 for text in questions:
-                    rows[PATHS[0]].append(timed(lambda text=text: over_http(text)))
-                    rows[PATHS[1]].append(seconds := timed(lambda text=text: ours(text)))
+                    rows[PATHS[0]].append(timed(lambda text=text: over_http(text), pause))
+                    rows[PATHS[1]].append(seconds := timed(lambda text=text: ours(text), pause))
                     shares.append(timed_trie.seconds / seconds)
-                    rows[PATHS[2]].append(timed(lambda text=text: theirs(text)))
-                    rows[PATHS[3]].append(timed(lambda text=text: unconstrained(model, text, args.beams, max_new)))
+                    rows[PATHS[2]].append(timed(lambda text=text: theirs(text), pause))
+                    reference = timed(lambda text=text: unconstrained(model, text, args.beams, max_new), pause)
+                    rows[PATHS[3]].append(reference)
                 for path in PATHS:
                     timings[path].append(rows[path])
             one = concurrency(server.url, questions[:40], args.beams, clients=1, repeat=1)
             sixteen = concurrency(server.url, questions, args.beams, clients=16, repeat=2)
 
     print(f"\n{len(questions)} LC-QuAD dev questions, one at a time, beam {args.beams}, {args.names:,}-name trie, "
-          f"{args.rounds} alternating rounds: median of the rounds' percentiles [range]")  # fmt: skip
+          f"{args.rounds} alternating rounds, {args.pause_ms:g} ms apart: "
+          "median of the rounds' percentiles [range]")  # fmt: skip
 
     def cell(path: str, q: int) -> str:
         values = [float(np.percentile(r, q)) * 1000 for r in timings[path]]

@@ -21,6 +21,9 @@ from rapidfuzz.distance import LCSseq
 WORD = re.compile(r"\w+(?:['’.]\w+)*")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
+_COMMA_QUALIFIER = re.compile(r",[^,]*$")
+_PLURAL_ENDINGS = ("s", "es")
+_PLURAL_FROM = 4  # surfaces this long or longer may be written with a plural ending
 
 
 def writes_chinese(text: str) -> bool:
@@ -82,11 +85,54 @@ def fold(text: str) -> str:
     return "".join(new if len(new) == 1 else old for new, old in zip(folded, text, strict=True))
 
 
+@dataclass(frozen=True)
+class MatchingForm:
+    """A text as names are matched in it (:func:`matching_form`), with the offset in the original
+    text of each of its characters, so that a match is reported where the original writes it."""
+
+    text: str
+    offsets: tuple[int, ...]
+
+    def original(self, start: int, end: int) -> tuple[int, int]:
+        """The original text's span of ``self.text[start:end]`` (``end > start``)."""
+        return self.offsets[start], self.offsets[end - 1] + 1
+
+
+def matching_form(text: str) -> MatchingForm:
+    """``text`` as names are matched in it: folded (:func:`fold`), accents dropped (``José`` is
+    ``jose``), dashes and slashes read as spaces, other punctuation dropped (``U.S. Route 165`` is
+    written ``US Route 165``, ``Behave Yourself!`` without its ``!``), runs of white space as one."""
+    chars: list[str] = []
+    offsets: list[int] = []
+    for position, char in enumerate(fold(text)):
+        char = _without_accent(char)
+        category = unicodedata.category(char)
+        if char.isspace() or category == "Pd" or char == "/":
+            if chars and chars[-1] != " ":
+                chars.append(" ")
+                offsets.append(position)
+        elif not category.startswith("P"):
+            chars.append(char)
+            offsets.append(position)
+    return MatchingForm("".join(chars), tuple(offsets))
+
+
+def _without_accent(char: str) -> str:
+    """``char`` without combining marks (``é`` -> ``e``); any other character as it is."""
+    decomposed = unicodedata.normalize("NFD", char)
+    if len(decomposed) > 1 and all(unicodedata.combining(mark) for mark in decomposed[1:]):
+        return decomposed[0]
+    return char
+
+
 def surfaces(name: str) -> set[str]:
-    """How a text may write ``name``: the name, and the name before a trailing qualifier in
-    parentheses (``刘晓华`` for ``刘晓华（广东工业大学教授）``, ``Python`` for ``Python (programming language)``)."""
+    """How a text may write ``name``, in :func:`matching_form`: the name, the name before a trailing
+    qualifier in parentheses (``刘晓华`` for ``刘晓华（广东工业大学教授）``, ``Python`` for ``Python
+    (programming language)``) and the name before a trailing comma's qualifier (``Cohoes`` for
+    ``Cohoes, New York``)."""
     whole = fold(name).strip()
-    found = {whole, _QUALIFIER.sub("", whole)}
+    found = {whole, _QUALIFIER.sub("", whole), _COMMA_QUALIFIER.sub("", whole)}
+    found = {matching_form(surface).text.strip() for surface in found}
     return {surface for surface in found if surface and "\x00" not in surface}  # marisa keys end at NUL
 
 
@@ -103,16 +149,29 @@ class LexicalMatch:
         return self.start, self.end
 
 
-def _bounded(text: str, start: int, end: int) -> bool:
-    """Whether ``text[start:end]`` stands as whole words: no letter or digit runs on across either end,
-    unless a Chinese character is on one side (Chinese needs no spaces between words)."""
+def _joined(left: str, right: str) -> bool:
+    """Whether a word runs on from ``left`` to ``right``: both letters or digits, neither Chinese
+    (Chinese needs no spaces between words)."""
+    return left.isalnum() and right.isalnum() and not (writes_chinese(left) or writes_chinese(right))
 
-    def joined(left: str, right: str) -> bool:
-        return (left.isalnum() and right.isalnum()) and not (writes_chinese(left) or writes_chinese(right))
 
-    before = start > 0 and joined(text[start - 1], text[start])
-    after = end < len(text) and joined(text[end - 1], text[end])
-    return not (before or after)
+def _word_end(text: str, start: int, end: int) -> int | None:
+    """Where a surface found at ``text[start:end]`` ends as whole words: ``end``, or after a plural
+    ending (``screenwriters`` for ``Screenwriter``; surfaces of at least ``_PLURAL_FROM`` characters);
+    None when a letter or digit runs on across either end."""
+
+    def free_after(position: int) -> bool:
+        return position == len(text) or not _joined(text[position - 1], text[position])
+
+    if start > 0 and _joined(text[start - 1], text[start]):
+        return None
+    if free_after(end):
+        return end
+    if end - start >= _PLURAL_FROM:
+        for ending in _PLURAL_ENDINGS:
+            if text.startswith(ending, end) and free_after(end + len(ending)):
+                return end + len(ending)
+    return None
 
 
 def find_mention(
@@ -120,22 +179,23 @@ def find_mention(
     text: str,
     within: tuple[int, int] | None = None,
     avoid: Sequence[tuple[int, int]] = (),
-    folded: str | None = None,
+    form: MatchingForm | None = None,
 ) -> tuple[int, int] | None:
-    """The character span where ``text`` writes ``name`` (one of its :func:`surfaces`, as whole
-    words except next to Chinese, folded), or None: the first place that overlaps no span of
-    ``avoid``, preferring one inside ``within`` (a mention the request marks). Longer surfaces
-    (the whole name) come before shorter ones (the name without its qualifier). ``folded`` is
-    ``fold(text)``, when the caller already has it."""
-    folded = fold(text) if folded is None else folded
+    """The character span where ``text`` writes ``name`` (one of its :func:`surfaces`, in
+    :func:`matching_form`, as whole words except next to Chinese), or None: the first place that
+    overlaps no span of ``avoid``, preferring one inside ``within`` (a mention the request marks).
+    Longer surfaces (the whole name) come before shorter ones (the name without its qualifier).
+    ``form`` is ``matching_form(text)``, when the caller already has it."""
+    form = matching_form(text) if form is None else form
     found = []
     for surface in sorted(surfaces(name), key=len, reverse=True):
-        start = folded.find(surface)
+        start = form.text.find(surface)
         while start >= 0:
-            span = (start, start + len(surface))
-            if _bounded(folded, *span) and not any(_overlap(span, other) for other in avoid):
+            end = _word_end(form.text, start, start + len(surface))
+            span = None if end is None else form.original(start, end)
+            if span is not None and not any(_overlap(span, other) for other in avoid):
                 found.append(span)
-            start = folded.find(surface, start + 1)
+            start = form.text.find(surface, start + 1)
     inside = [span for span in found if within is not None and _inside(span, within)]
     return (inside or found or [None])[0]
 
@@ -150,7 +210,7 @@ def _inside(span: tuple[int, int], outer: tuple[int, int]) -> bool:
 
 class LexicalCandidates:
     """Every KB name written in a text, in any script: a trie of the names' :func:`surfaces`, walked
-    from each character of the folded text, so a text of n characters costs n prefix walks.
+    from each character of the text's :func:`matching_form`, so a text of n characters costs n prefix walks.
 
     Built from ``(key, name)`` pairs: a key is what the caller wants back (an entity id, a subject).
     """
@@ -162,14 +222,16 @@ class LexicalCandidates:
         return len(self._trie)
 
     def matches(self, text: str) -> list[LexicalMatch]:
-        """Every occurrence of a surface as whole words, in text order."""
-        folded = fold(text).replace("\x00", "\ufffe")  # no surface holds NUL (see surfaces)
+        """Every occurrence of a surface as whole words (:func:`find_mention`'s rule), in text order,
+        at the original text's offsets."""
+        form = matching_form(text.replace("\x00", "\ufffe"))  # no surface holds NUL (see surfaces)
         found = []
-        for start in range(len(folded)):
-            for surface in self._trie.prefixes(folded[start:]):
-                end = start + len(surface)
-                if _bounded(folded, start, end):
-                    found.extend(LexicalMatch(start, end, key.decode()) for key in self._trie[surface])
+        for start in range(len(form.text)):
+            for surface in self._trie.prefixes(form.text[start:]):
+                end = _word_end(form.text, start, start + len(surface))
+                if end is not None:
+                    span = form.original(start, end)
+                    found.extend(LexicalMatch(*span, key.decode()) for key in self._trie[surface])
         return found
 
     def __call__(self, text: str, mention: tuple[int, int] | None = None) -> tuple[str, ...] | None:

@@ -21,7 +21,7 @@ from index.linking_index import LinkingIndex
 from index.trie import TokenTrie
 from models.admission import Admission
 from models.batching import BatchedFacade
-from models.linking.candidates import LexicalCandidates, copied_characters, find_mention, fold
+from models.linking.candidates import LexicalCandidates, MatchingForm, copied_characters, find_mention, matching_form
 from models.linking.disambiguation import DescriptionScorer, Disambiguator
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, Task, format_input, load_seq2seq_model
@@ -286,26 +286,26 @@ class LinkingEngine:
         scored = [(trie.sequence_id(hypothesis.tokens), hypothesis.score) for hypothesis in hypotheses]
         entities = self.index.store.entities_of_sequences([sequence_id for sequence_id, _ in scored])
         allowed = set(query.candidates) if query.candidates not in (None, AUTO) else None
-        folded = fold(query.text)
+        form = matching_form(query.text)
         matches: list[EntityMatch] = []
         for sequence_id, score in scored:
             named = [(i, name) for i, name in entities.get(sequence_id, []) if allowed is None or i in allowed]
             if not named:
                 continue
             if query.several and matches:  # checked before the disambiguator spends a pass on the name
-                span = self._joining_span(named[0][1], score, matches, query.text, folded)
+                span = self._joining_span(named[0][1], score, matches, query.text, form)
                 if span is None:
                     continue
-                found = [replace(self._ordered(query, named, score, folded)[0], mention=span)]
+                found = [replace(self._ordered(query, named, score, form)[0], mention=span)]
             else:
-                found = self._ordered(query, named, score, folded)
+                found = self._ordered(query, named, score, form)
             matches.extend(found[:1] if query.several else found)
             if len(matches) >= query.top_k:
                 break
         return matches[: query.top_k]
 
     def _joining_span(
-        self, name: str, score: float, chosen: list[EntityMatch], text: str, folded: str
+        self, name: str, score: float, chosen: list[EntityMatch], text: str, form: MatchingForm
     ) -> tuple[int, int] | None:
         """Where the text writes a further beam's name apart from the chosen ones, if it joins a
         ``several`` answer; None if it is not written apart, or is further than ``several_max_gap``
@@ -313,7 +313,7 @@ class LinkingEngine:
         if self.several_max_gap is not None and chosen[0].score - score > self.several_max_gap:
             return None
         taken = [match.mention for match in chosen if match.mention is not None]
-        return find_mention(name, text, avoid=taken, folded=folded)
+        return find_mention(name, text, avoid=taken, form=form)
 
     def _favour_copies(self, query: LinkQuery, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
         """The hypotheses by log-probability plus ``copy_weight`` per character of their name (or
@@ -334,12 +334,14 @@ class LinkingEngine:
         order = sorted(range(len(hypotheses)), key=lambda i: -(hypotheses[i].score + bonus[i]))
         return [hypotheses[i] for i in order]
 
-    def _ordered(self, query: LinkQuery, named: list[tuple[str, str]], score: float, folded: str) -> list[EntityMatch]:
+    def _ordered(
+        self, query: LinkQuery, named: list[tuple[str, str]], score: float, form: MatchingForm
+    ) -> list[EntityMatch]:
         """The entities behind one generated name: alone as they are; several, best first by the
         disambiguator (in id order without one). Each with the place the text writes the name (inside
         the query's mention, if it marks one and the name is written there)."""
         text = query.text
-        spans = {name: find_mention(name, text, within=query.mention, folded=folded) for _, name in named}
+        spans = {name: find_mention(name, text, within=query.mention, form=form) for _, name in named}
         if len(named) < 2 or self.disambiguator is None:
             return [EntityMatch(entity_id, name, score, None, spans[name]) for entity_id, name in named]
         descriptions = self.index.store.descriptions([entity_id for entity_id, _ in named])
