@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--index", type=Path, help="build the index here, or reuse the one built here before")
     parser.add_argument("--pause-ms", type=float, default=50.0, help="idle time before each timing (see above)")
     args = parser.parse_args()
+    if args.pause_ms < 0:
+        parser.error(f"--pause-ms must be 0 or more, got {args.pause_ms:g}")
 
     lcquad = read_lcquad(data_dir() / "lcquad1")
     questions = [q.text for q in lcquad.dev[: args.questions]]

@@ -21,8 +21,6 @@ from rapidfuzz.distance import LCSseq
 WORD = re.compile(r"\w+(?:['’.]\w+)*")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
-_COMMA_QUALIFIER = re.compile(r",[^,]*$")
-_PLURAL_ENDINGS = ("s", "es")
 _PLURAL_FROM = 4  # surfaces this long or longer may be written with a plural ending
 
 
@@ -92,35 +90,65 @@ class MatchingForm:
 
     text: str
     offsets: tuple[int, ...]
+    folded: str  # the original text, folded (:func:`fold`): one character for one
 
     def original(self, start: int, end: int) -> tuple[int, int]:
-        """The original text's span of ``self.text[start:end]`` (``end > start``)."""
-        return self.offsets[start], self.offsets[end - 1] + 1
+        """The original text's span of ``self.text[start:end]`` (``end > start``), with any combining
+        accents written after its last letter."""
+        last = self.offsets[end - 1] + 1
+        while last < len(self.folded) and unicodedata.category(self.folded[last]).startswith("M"):
+            last += 1
+        return self.offsets[start], last
 
 
 def matching_form(text: str) -> MatchingForm:
-    """``text`` as names are matched in it: folded (:func:`fold`), accents dropped (``José`` is
-    ``jose``), dashes and slashes read as spaces, other punctuation dropped (``U.S. Route 165`` is
-    written ``US Route 165``, ``Behave Yourself!`` without its ``!``), runs of white space as one."""
+    """``text`` as names are matched in it: folded (:func:`fold`), accents of Latin letters dropped
+    (``José`` is ``jose``), a ``.`` or apostrophe between two letters dropped (``U.S.`` is ``US``,
+    ``O'Brien`` is ``OBrien``), a possessive ``'s`` set apart (``Ada's`` writes ``Ada``), other
+    punctuation read as a space (``Behave Yourself!``, ``Front-engine``), runs of white space as one."""
+    folded = fold(text)
     chars: list[str] = []
     offsets: list[int] = []
-    for position, char in enumerate(fold(text)):
-        char = _without_accent(char)
-        category = unicodedata.category(char)
-        if char.isspace() or category == "Pd" or char == "/":
-            if chars and chars[-1] != " ":
-                chars.append(" ")
-                offsets.append(position)
-        elif not category.startswith("P"):
-            chars.append(char)
+
+    def space(position: int) -> None:
+        if chars and chars[-1] != " ":
+            chars.append(" ")
             offsets.append(position)
-    return MatchingForm("".join(chars), tuple(offsets))
+
+    for position, char in enumerate(folded):
+        category = unicodedata.category(char)
+        if category.startswith("M") and chars and chars[-1].isascii():
+            continue  # a combining accent written apart from its Latin letter
+        if char in _JOINERS and _between_letters(folded, position):
+            if char != "." and _possessive(folded, position):
+                space(position)
+            continue
+        if char.isspace() or (category.startswith("P") and char not in _KEPT_PUNCTUATION):
+            space(position)
+            continue
+        chars.append(_without_accent(char))
+        offsets.append(position)
+    return MatchingForm("".join(chars), tuple(offsets), folded)
+
+
+_JOINERS = frozenset(".'’")
+_KEPT_PUNCTUATION = frozenset("#&@%*")  # part of names: C#, AT&T
+
+
+def _between_letters(text: str, position: int) -> bool:
+    return 0 < position < len(text) - 1 and text[position - 1].isalpha() and text[position + 1].isalpha()
+
+
+def _possessive(text: str, position: int) -> bool:
+    """Whether the apostrophe at ``position`` starts a word-final ``'s``."""
+    after = position + 2
+    return text[position + 1] == "s" and (after == len(text) or not text[after].isalnum())
 
 
 def _without_accent(char: str) -> str:
-    """``char`` without combining marks (``é`` -> ``e``); any other character as it is."""
+    """A Latin letter without its accents (``é`` -> ``e``); any other character as it is."""
     decomposed = unicodedata.normalize("NFD", char)
-    if len(decomposed) > 1 and all(unicodedata.combining(mark) for mark in decomposed[1:]):
+    if len(decomposed) > 1 and decomposed[0].isascii() and all(unicodedata.combining(c) for c in decomposed[1:]):
         return decomposed[0]
     return char
 
@@ -128,12 +156,22 @@ def _without_accent(char: str) -> str:
 def surfaces(name: str) -> set[str]:
     """How a text may write ``name``, in :func:`matching_form`: the name, the name before a trailing
     qualifier in parentheses (``刘晓华`` for ``刘晓华（广东工业大学教授）``, ``Python`` for ``Python
-    (programming language)``) and the name before a trailing comma's qualifier (``Cohoes`` for
-    ``Cohoes, New York``)."""
-    whole = fold(name).strip()
-    found = {whole, _QUALIFIER.sub("", whole), _COMMA_QUALIFIER.sub("", whole)}
+    (programming language)``) and the name before a comma's qualifier in capitalised words
+    (``Cohoes`` for ``Cohoes, New York``; not ``Tyler, the Creator`` or ``Earth, Wind & Fire``)."""
+    whole = name.strip()
+    found = {fold(whole), _QUALIFIER.sub("", fold(whole)), fold(_without_comma_qualifier(whole))}
     found = {matching_form(surface).text.strip() for surface in found}
     return {surface for surface in found if surface and "\x00" not in surface}  # marisa keys end at NUL
+
+
+def _without_comma_qualifier(name: str) -> str:
+    """``name`` before its one comma, when a space and capitalised words follow it (Wikipedia's
+    ``Place, Region`` titles); otherwise ``name``."""
+    head, comma, qualifier = name.partition(", ")
+    words = qualifier.split()
+    if not comma or "," in head + qualifier or not words or not all(word[:1].isupper() for word in words):
+        return name
+    return head
 
 
 @dataclass(frozen=True)
@@ -157,8 +195,9 @@ def _joined(left: str, right: str) -> bool:
 
 def _word_end(text: str, start: int, end: int) -> int | None:
     """Where a surface found at ``text[start:end]`` ends as whole words: ``end``, or after a plural
-    ending (``screenwriters`` for ``Screenwriter``; surfaces of at least ``_PLURAL_FROM`` characters);
-    None when a letter or digit runs on across either end."""
+    ending (``screenwriters`` for ``Screenwriter``, ``churches`` for ``Church``; surfaces of at least
+    ``_PLURAL_FROM`` characters ending in a letter); None when a letter or digit runs on across
+    either end."""
 
     def free_after(position: int) -> bool:
         return position == len(text) or not _joined(text[position - 1], text[position])
@@ -167,11 +206,16 @@ def _word_end(text: str, start: int, end: int) -> int | None:
         return None
     if free_after(end):
         return end
-    if end - start >= _PLURAL_FROM:
-        for ending in _PLURAL_ENDINGS:
+    if end - start >= _PLURAL_FROM and text[end - 1].isalpha():
+        for ending in _plural_endings(text[start:end]):
             if text.startswith(ending, end) and free_after(end + len(ending)):
                 return end + len(ending)
     return None
+
+
+def _plural_endings(surface: str) -> tuple[str, ...]:
+    """English plural endings a surface may take: ``es`` only after s, x, z, ch or sh."""
+    return ("s", "es") if surface.endswith(("s", "x", "z", "ch", "sh")) else ("s",)
 
 
 def find_mention(
@@ -187,12 +231,16 @@ def find_mention(
     Longer surfaces (the whole name) come before shorter ones (the name without its qualifier).
     ``form`` is ``matching_form(text)``, when the caller already has it."""
     form = matching_form(text) if form is None else form
+    closing = fold(name).rstrip()[-1:]  # a name ending in punctuation (U.S.) keeps it in its span
+    closing = closing if closing and unicodedata.category(closing).startswith("P") else ""
     found = []
     for surface in sorted(surfaces(name), key=len, reverse=True):
         start = form.text.find(surface)
         while start >= 0:
             end = _word_end(form.text, start, start + len(surface))
             span = None if end is None else form.original(start, end)
+            if span is not None and closing and form.folded.startswith(closing, span[1]):
+                span = (span[0], span[1] + 1)
             if span is not None and not any(_overlap(span, other) for other in avoid):
                 found.append(span)
             start = form.text.find(surface, start + 1)

@@ -84,6 +84,8 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
         {"text": "capital of Japan", "task": "kbqa", "candidates": ["country:japan"]},
         {"text": "Paris", "candidates": []},
         {"text": "Paris", "candidates": ["city:paris", 7]},
+        {"text": "Paris", "candidates": "AUTO"},
+        {"text": "Paris", "candidates": None},
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     read = _values(read_rows(path, LINK_TEXTS))
@@ -112,6 +114,8 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
     assert read[15][2].startswith('a list of "candidates" applies to task "entity" only')
     assert read[16][2].startswith('"candidates" must be "auto" or a non-empty list')
     assert read[17][2] == '"candidates" must hold entity ids (non-empty strings)'
+    assert read[18][2].startswith('"candidates" must be "auto" or a non-empty list')
+    assert "candidates" not in read[19][1]
 
 
 def test_unknown_format_is_refused_by_name(tmp_path: Path) -> None:
