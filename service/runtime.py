@@ -157,12 +157,19 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     """Builds the encoder (see :func:`build_encoder`) and the linker (see :func:`build_linker`),
     warms the encoder up and wraps both in their async façades. Unless ``torch_threads`` is set,
     the cores are shared out among the server processes and their encoder workers; the linker, which
-    runs one batch at a time, gets every core of its process (``link_threads`` overrides it)."""
+    runs one batch at a time, gets every core of its process (``link_threads`` overrides it).
+
+    Start-up work (loading, the packing check, the warm-up) runs on this thread with one torch
+    thread, and requests run in the façades' batch workers, each with its own count. A parallel op
+    here would leave an idle OpenMP pool behind; libgomp then manages more threads than there are
+    cores and shortens every pool's spin-wait, so the linker's OpenMP threads fall asleep between
+    the small ops of a decoder step and each op waits for them to wake (measured in the README's
+    latency section)."""
     keep_helpers_on_one_thread()
-    encoder = build_encoder(settings)
+    set_torch_threads(1)
+    encoder = encoder_spec(settings).load()
     workers = encoder_workers(settings, encoder)
     encoder_threads = settings.torch_threads or threads_per_worker(settings.workers * workers)
-    set_torch_threads(encoder_threads)
     encoder.warm_up()
     logger.info("encoder ready: %s", encoder.loaded.describe())
     similarity = AsyncSimilarityEngine(

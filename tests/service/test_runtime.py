@@ -48,7 +48,8 @@ def test_an_unpacked_encoder_gets_one_worker_with_all_the_cores(
             runtime = build_runtime(Settings(model=str(save_tiny_roberta(tmp_path))), Metrics())
             assert not runtime.similarity.encoder.packing
             assert runtime.similarity.workers == 1
-            assert torch.get_num_threads() == threads_per_worker(1)
+            assert runtime.similarity.threads == threads_per_worker(1)
+            assert torch.get_num_threads() == 1, "start-up work leaves no OpenMP pool on this thread"
     finally:
         torch.set_num_threads(threads)
 
