@@ -238,11 +238,12 @@ def find_mention(
         start = form.text.find(surface)
         while start >= 0:
             end = _word_end(form.text, start, start + len(surface))
-            span = None if end is None else form.original(start, end)
-            if span is not None and closing and form.folded.startswith(closing, span[1]):
-                span = (span[0], span[1] + 1)
-            if span is not None and not any(_overlap(span, other) for other in avoid):
-                found.append(span)
+            if end is not None:
+                span = form.original(start, end)
+                if closing and form.folded.startswith(closing, span[1]):
+                    span = (span[0], span[1] + 1)
+                if not any(_overlap(span, other) for other in avoid):
+                    found.append(span)
             start = form.text.find(surface, start + 1)
     inside = [span for span in found if within is not None and _inside(span, within)]
     return (inside or found or [None])[0]
