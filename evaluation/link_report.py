@@ -36,6 +36,8 @@ class LinkReport:
     kbqa: dict[str, float] = field(default_factory=dict)
     several_max_gap: dict[str, object] = field(default_factory=dict)
     """The ``several`` gap fitted on the training split: ``{"fitted": gap or None, "train_f1": {gap: F1}}``."""
+    dense_candidates: dict[str, object] = field(default_factory=dict)
+    """Where the linker has dense candidates: their ``k`` and :func:`dense_coverage` on the training split."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -45,6 +47,7 @@ class LinkReport:
             "entity_linking": self.entity_linking,
             "kbqa": self.kbqa,
             "several_max_gap": self.several_max_gap,
+            "dense_candidates": self.dense_candidates,
         }
 
 
@@ -125,6 +128,36 @@ def fit_several_gap(
     return best, {"any" if gap is None else f"{gap:g}": f1 for gap, f1 in scores.items()}
 
 
+DENSE_KS = (1, 2, 3, 5, 10, 20)
+
+
+def dense_coverage(
+    engine: LinkingEngine,
+    questions: Sequence[Question],
+    ks: Sequence[int] = DENSE_KS,
+    to_id: Callable[[str], str] = entity_id,
+) -> dict[str, object]:
+    """Of the gold entities that the names a question writes miss (:meth:`LinkingEngine.lexical_candidates`),
+    the share among the ``k`` names nearest the question's vector, per ``k``: what dense candidates can
+    add, measured without the model (which has seen these questions), so ``k`` can be chosen on the
+    training split. ``to_id`` maps a gold name to its entity id. The engine must have dense candidates."""
+    assert engine.dense is not None, "dense_coverage needs an engine with dense candidates"
+    lexical = engine.lexical_candidates("entity")
+    nearest = replace(engine.dense, k=max(ks))([q.text for q in questions])
+    named = engine.index.store.entities_of_sequences(sorted({i for ids in nearest for i in ids}))
+    missed, covered = 0, dict.fromkeys(ks, 0)
+    for question, ids in zip(questions, nearest, strict=True):
+        written = set(lexical(question.text) or ())
+        ranked = [[entity for entity, _ in named.get(i, [])] for i in ids]
+        for gold in {to_id(name) for name in question.entities} - written:
+            missed += 1
+            rank = next((r for r, entities in enumerate(ranked) if gold in entities), None)
+            for k in ks:
+                covered[k] += rank is not None and rank < k
+    shares = {str(k): round(found / missed, 4) if missed else 0.0 for k, found in covered.items()}
+    return {"questions": len(questions), "gold_not_written": missed, "share_in_nearest_k": shares}
+
+
 def kbqa_predictions(
     engine: LinkingEngine,
     texts: Sequence[str],
@@ -195,14 +228,17 @@ def evaluate_linking(
             for weight in weights
             for fitted in ((False, True) if gap is not None else (False,))
         }
-        sources: list[tuple[str, CandidateSource | Literal["auto"] | None]] = [
-            ("", None),
-            (", n-gram candidate trie", NgramCandidates(data.names, entity_id)),
-            (", candidates auto", AUTO),
+        sources: list[tuple[str, CandidateSource | Literal["auto"] | None, LinkingEngine]] = [
+            ("", None, linker),
+            (", n-gram candidate trie", NgramCandidates(data.names, entity_id), linker),
+            (", candidates auto", AUTO, linker),
         ]
-        for source, candidates in sources:
+        if linker.dense is not None:
+            report.dense_candidates = {"k": linker.dense.k, "train": dense_coverage(linker, data.train)}
+            sources.append((", candidates auto without dense", AUTO, replace(linker, dense=None)))
+        for source, candidates, searcher in sources:
             started = time.perf_counter()
-            found = generative_predictions(linker, dev, num_beams, batch_size, progress, candidates, variants)
+            found = generative_predictions(searcher, dev, num_beams, batch_size, progress, candidates, variants)
             seconds = time.perf_counter() - started
             for (weight, fitted), (top1, mentioned) in found.items():
                 weighted = f", copy weight {weight:g}" if weight else ""

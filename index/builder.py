@@ -35,6 +35,7 @@ from index.kb import (
 )
 from index.linking_index import ENTITY_TRIE, KBQA_TRIE
 from index.manifest import MANIFEST_NAME, Manifest, SpecialTokens, TokenizerIdentity
+from index.name_vectors import SentenceEmbedder, write_name_vectors
 from index.progress import Progress, no_progress
 from index.store import INDEXES, SCHEMA, STORE_NAME
 from index.trie import FlatSequences, TokenTrie
@@ -263,11 +264,14 @@ def build_index(
     tokenizer: NameTokenizer,
     lenient: bool = False,
     progress: Progress = no_progress,
+    name_vectors: SentenceEmbedder | None = None,
 ) -> BuildResult:
     """Builds the index of ``sources`` at ``target`` (replacing any index there only on success).
 
     With ``lenient`` bad KB rows are skipped and counted in the manifest; otherwise the first bad
-    row raises :class:`index.kb.KbFormatError` naming file and line, and nothing is replaced.
+    row raises :class:`index.kb.KbFormatError` naming file and line, and nothing is replaced. With
+    ``name_vectors``, every distinct entity name's vector from that encoder is stored too (dense
+    candidates, :mod:`index.name_vectors`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -277,7 +281,7 @@ def build_index(
         shutil.rmtree(staging)
     staging.mkdir()
     try:
-        result = _build_into(staging, sources, tokenizer, lenient, progress)
+        result = _build_into(staging, sources, tokenizer, lenient, progress, name_vectors)
         _replace_directory(staging, target)
         return result
     finally:
@@ -286,7 +290,12 @@ def build_index(
 
 
 def _build_into(
-    directory: Path, sources: KbSources, tokenizer: NameTokenizer, lenient: bool, progress: Progress
+    directory: Path,
+    sources: KbSources,
+    tokenizer: NameTokenizer,
+    lenient: bool,
+    progress: Progress,
+    embedder: SentenceEmbedder | None,
 ) -> BuildResult:
     entity_report = ReadReport(sources.entities) if lenient else None
     fact_report = ReadReport(sources.facts) if lenient and sources.facts else None
@@ -300,6 +309,7 @@ def _build_into(
         pair_count, longest_pair = _write_facts(db, directory, facts, tokenizer, progress)
         db.executescript(INDEXES)
         db.commit()
+        vectors = write_name_vectors(db, directory, len(entity_trie), embedder, progress) if embedder else None
     finally:
         db.close()
     manifest = Manifest(
@@ -322,6 +332,7 @@ def _build_into(
             str(report.path): report.skipped for report in (entity_report, fact_report) if report is not None
         },
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        name_vectors=vectors,
     )
     manifest.write(directory)
     return BuildResult(manifest, [report for report in (entity_report, fact_report) if report is not None])

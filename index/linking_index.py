@@ -6,6 +6,7 @@ Layout of an index directory (written by :func:`index.builder.build_index`)::
     entity/            trie of entity names:            name tokens + [end]
     kbqa/              trie of (subject, predicate):    subject tokens + [separator] + predicate tokens + [end]
     kb.sqlite          entity ids, (subject, predicate) pairs and facts behind the trie sequences
+    name_vector*.npy   optional: the entity names' sentence vectors (:mod:`index.name_vectors`)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.manifest import IndexLoadError, Manifest, TokenizerIdentity
+from index.name_vectors import NameVectors
 from index.store import STORE_NAME, KbStore
 from index.trie import TokenTrie
 
@@ -31,6 +33,7 @@ class LinkingIndex:
     entity_trie: TokenTrie
     kbqa_trie: TokenTrie
     store: KbStore
+    name_vectors: NameVectors | None = None
 
     @classmethod
     def open(cls, path: Path, tokenizer: TokenizerIdentity | None = None) -> LinkingIndex:
@@ -52,7 +55,8 @@ class LinkingIndex:
             store = KbStore(path / STORE_NAME)
         except sqlite3.Error as error:
             raise IndexLoadError(f"corrupt or missing store {path / STORE_NAME}: {error}") from error
-        return cls(path, manifest, tries[ENTITY_TRIE], tries[KBQA_TRIE], store)
+        vectors = NameVectors.open(path, manifest.name_vectors) if manifest.name_vectors else None
+        return cls(path, manifest, tries[ENTITY_TRIE], tries[KBQA_TRIE], store, vectors)
 
     def close(self) -> None:
         self.store.close()

@@ -58,6 +58,8 @@ class Manifest:
     skipped_rows: dict[str, int] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     built_at: str = ""
+    name_vectors: dict[str, Any] | None = None
+    """The entity names' sentence vectors (:mod:`index.name_vectors`), if built: encoder, dimensions, count."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +89,7 @@ class Manifest:
                 skipped_rows=dict(raw.get("skipped_rows", {})),
                 format_version=version,
                 built_at=raw.get("built_at", ""),
+                name_vectors=raw.get("name_vectors"),
             )
         except IndexLoadError:
             raise

@@ -120,17 +120,19 @@ def linker_spec(settings: Settings) -> LinkerSpec | None:
     return LinkerSpec(
         settings.link_model,
         settings.link_index,
-        settings.link_dtype,
-        settings.max_link_input_tokens,
-        encoder_spec(settings) if settings.link_disambiguate else None,
-        settings.link_copy_weight,
-        settings.link_several_max_gap,
+        dtype=settings.link_dtype,
+        max_input_tokens=settings.max_link_input_tokens,
+        encoder=encoder_spec(settings) if settings.link_disambiguate or settings.link_dense_candidates else None,
+        disambiguate=settings.link_disambiguate,
+        dense_candidates=settings.link_dense_candidates,
+        copy_weight=settings.link_copy_weight,
+        several_max_gap=settings.link_several_max_gap,
     )
 
 
 def build_linker(settings: Settings, encoder: TokenEncoder | None = None) -> LinkingEngine | None:
     """The linking engine of :func:`linker_spec`, or None; ``encoder`` (the server's, built from the
-    same settings) serves its disambiguation instead of a second copy.
+    same settings) serves its disambiguation and dense candidates instead of a second copy.
 
     Raises :class:`ModelLoadError` or :class:`index.manifest.IndexLoadError` naming the path when
     either is missing, corrupt, or the index was built with another tokenizer than the model's.

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         description="Order entities that share a generated name by the similarity of their descriptions to the "
         "text (the encoder's default method); off: they come back tied, in id order.",
     )
+    link_dense_candidates: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description="With candidates: auto, how many names nearest the text's sentence vector join the names it "
+        "writes, where the index holds name vectors ('simlink build-index --name-vectors'); 0: none.",
+    )
     max_link_chars: int = Field(2000, ge=1, description="Longest text accepted by /link-entity (characters).")
     max_link_input_tokens: int = Field(256, ge=8, description="Linker input tokens kept (longer inputs are cut).")
     max_beams: int = Field(20, ge=1, description="Largest num_beams a /link-entity request may ask for.")

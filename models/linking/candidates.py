@@ -1,11 +1,11 @@
-"""Lexical help for the generative linker: which KB names a text mentions, and where.
+"""Candidate names for the generative linker: which KB names a text mentions, and where.
 
 The generative linker writes names under a trie; these heuristics narrow each text's trie to the
-names the text mentions (:class:`LexicalCandidates`, :class:`NgramCandidates`) and find where the
-text writes a generated name (:func:`find_mention`), which is how the engine picks several entities
-out of one beam search. :class:`LexicalCandidates` and :func:`find_mention` work in any script
-(Chinese is written without spaces); :class:`NgramCandidates` works on words: runs of letters and
-digits, lower-cased.
+names the text mentions (:class:`LexicalCandidates`, :class:`NgramCandidates`) or whose vectors are
+nearest its own (:class:`DenseCandidates`), and find where the text writes a generated name
+(:func:`find_mention`), which is how the engine picks several entities out of one beam search.
+:class:`LexicalCandidates` and :func:`find_mention` work in any script (Chinese is written without
+spaces); :class:`NgramCandidates` works on words: runs of letters and digits, lower-cased.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import marisa_trie
+import numpy as np
 from rapidfuzz.distance import LCSseq
+
+from index.name_vectors import NameVectors
 
 WORD = re.compile(r"\w+(?:['’.]\w+)*")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
@@ -297,3 +300,19 @@ class LexicalCandidates:
 
 def _inside_longer(match: LexicalMatch, other: LexicalMatch) -> bool:
     return _inside(match.span, other.span) and other.end - other.start > match.end - match.start
+
+
+@dataclass(frozen=True)
+class DenseCandidates:
+    """The ``k`` KB names whose sentence vectors are nearest a text's (an index's
+    :class:`index.name_vectors.NameVectors`, ``embed`` from the encoder that made them): the names a
+    text means but writes its own way (a typo, a paraphrase, words in another order), which
+    :class:`LexicalCandidates` cannot reach."""
+
+    vectors: NameVectors
+    embed: Callable[[Sequence[str]], np.ndarray]
+    k: int
+
+    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
+        """Entity-trie sequence ids per text, nearest first."""
+        return self.vectors.nearest(self.embed(list(texts)), self.k) if texts else []

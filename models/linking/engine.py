@@ -18,10 +18,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from index.linking_index import LinkingIndex
+from index.manifest import IndexLoadError
+from index.name_vectors import NameVectors
 from index.trie import TokenTrie
 from models.admission import Admission
 from models.batching import BatchedFacade
-from models.linking.candidates import LexicalCandidates, MatchingForm, copied_characters, find_mention, matching_form
+from models.linking.candidates import (
+    DenseCandidates,
+    LexicalCandidates,
+    MatchingForm,
+    copied_characters,
+    find_mention,
+    matching_form,
+)
 from models.linking.disambiguation import DescriptionScorer, Disambiguator
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, Task, format_input, load_seq2seq_model
@@ -39,24 +48,46 @@ class LinkerSpec:
     index: Path
     dtype: DType = "fp32"
     max_input_tokens: int = 256
-    disambiguate_with: EncoderSpec | None = None
-    """The encoder whose similarity orders entities sharing a name (:mod:`models.linking.disambiguation`)."""
+    encoder: EncoderSpec | None = None
+    """The sentence encoder behind disambiguation and dense candidates (none: neither)."""
+    disambiguate: bool = True
+    """Order entities sharing a name by the similarity of their descriptions to the text
+    (:mod:`models.linking.disambiguation`)."""
+    dense_candidates: int = 5
+    """With ``candidates: auto``, how many names nearest the text's vector join the names it writes
+    (:class:`DenseCandidates`; 0: none). Used where the index holds name vectors."""
     copy_weight: float = 0.0
     several_max_gap: float | None = None
 
     def open(self, encoder: TokenEncoder | None = None) -> LinkingEngine:
         """Loads the model and opens the index; errors name the path (see :meth:`LinkingEngine.open`).
-        With ``disambiguate_with``, ``encoder`` (one already loaded from that spec) or a new one from
-        it scores the descriptions of entities that share a name."""
-        disambiguator = None
-        if self.disambiguate_with is not None:
-            similarity = SimilarityEngine(encoder or self.disambiguate_with.load())
-            disambiguator = DescriptionScorer(similarity)
+        ``encoder`` (one already loaded from ``self.encoder``) or a new one from that spec serves
+        disambiguation and dense candidates."""
         model = load_seq2seq_model(self.model, self.dtype)
-        engine = LinkingEngine.open(model, self.index, self.max_input_tokens, disambiguator)
+        engine = LinkingEngine.open(model, self.index, self.max_input_tokens)
+        vectors = engine.index.name_vectors if self.dense_candidates else None
+        if self.encoder is not None and (self.disambiguate or vectors is not None):
+            encoder = encoder or self.encoder.load()
+            if self.disambiguate:
+                engine.disambiguator = DescriptionScorer(SimilarityEngine(encoder))
+            if vectors is not None:
+                engine.dense = DenseCandidates(
+                    checked_vectors(vectors, encoder, self.index), encoder.embed_sentences, self.dense_candidates
+                )
         engine.copy_weight = self.copy_weight
         engine.several_max_gap = self.several_max_gap
         return engine
+
+
+def checked_vectors(vectors: NameVectors, encoder: TokenEncoder, index: Path) -> NameVectors:
+    """``vectors`` if ``encoder`` made them; :class:`IndexLoadError` naming both otherwise."""
+    if vectors.encoder != encoder.identity:
+        raise IndexLoadError(
+            f"index at {index} holds name vectors from {vectors.encoder!r}, but the linker's encoder is "
+            f"{encoder.identity!r}; rebuild the index with --name-vectors under this encoder, or set "
+            "SIMLINK_LINK_DENSE_CANDIDATES=0"
+        )
+    return vectors
 
 
 class UnknownCandidatesError(ValueError):
@@ -69,7 +100,9 @@ class UnknownCandidatesError(ValueError):
 
 
 AUTO: Literal["auto"] = "auto"
-"""``LinkQuery.candidates`` value: the names the text writes (:class:`LexicalCandidates`), or every name if none."""
+"""``LinkQuery.candidates`` value: the names the text writes (:class:`LexicalCandidates`) and, where the
+index holds name vectors, the names nearest its vector (:class:`DenseCandidates`); every name if it
+writes none."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +110,8 @@ class LinkQuery:
     """One linking request: a text (with an optional mention span) and how many answers to return.
 
     ``candidates`` narrows the trie: entity ids to choose from (entity task), or :data:`AUTO` for the
-    KB names the text writes (either task), falling back to the whole trie when it writes none.
+    KB names the text writes (either task) and the names nearest its vector (entity task, where the
+    index holds name vectors), falling back to the whole trie when it writes none.
 
     ``several`` asks for every entity the text mentions instead of the beam's ranking: the best
     result, then each further beam whose name the text writes where no name already chosen is
@@ -116,6 +150,11 @@ class PairMatch:
 Matches = list[EntityMatch] | list[PairMatch]
 
 
+def _mentioned(query: LinkQuery) -> str:
+    """The query's mention, where it marks one, else its text."""
+    return query.text[query.mention[0] : query.mention[1]] if query.mention else query.text
+
+
 _INPUT_TOKENS_RESERVED = 8  # [CLS], [SEP], the task tag and the two mention markers, with room to spare
 
 
@@ -150,6 +189,8 @@ class LinkingEngine:
     several_max_gap: float | None = None
     """With ``LinkQuery.several``, a further beam joins only if its log-probability is at most this much
     below the first result's (None: any gap); fitted on a training split by ``simlink evaluate link``."""
+    dense: DenseCandidates | None = None
+    """Names nearest a text's vector, joining the names it writes for ``candidates: auto`` (None: none)."""
     _max_lengths: dict[str, int] = field(init=False)
     _lexical: dict[str, LexicalCandidates] = field(init=False, default_factory=dict)
     _lexical_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
@@ -182,8 +223,9 @@ class LinkingEngine:
         return self.index.manifest.counts.get(key, 0) > 0
 
     def describe(self) -> dict[str, Any]:
-        """The model and the index (with its manifest), as plain data."""
-        return {"model": self.model.describe(), "index": self.index.describe()}
+        """The model, the index (with its manifest) and how many dense candidates ``auto`` adds, as plain data."""
+        dense = self.dense.k if self.dense is not None else 0
+        return {"model": self.model.describe(), "index": self.index.describe(), "dense_candidates": dense}
 
     def close(self) -> None:
         self.index.close()
@@ -207,7 +249,8 @@ class LinkingEngine:
                 self._lexical[task] = LexicalCandidates(named)
             return self._lexical[task]
 
-    def _trie_for(self, query: LinkQuery) -> NextTokenSource:
+    def _trie_for(self, query: LinkQuery, nearest: Sequence[int] = ()) -> NextTokenSource:
+        """The trie a query's search runs under; ``nearest`` are its dense candidates' sequence ids."""
         full = self.index.kbqa_trie if query.task == "kbqa" else self.index.entity_trie
         if query.candidates is None:
             return full
@@ -218,10 +261,22 @@ class LinkingEngine:
             if query.task == "kbqa":
                 sequence_ids = set(self.index.store.pair_sequences_of_subjects(keys))
             else:
-                sequence_ids = set(self.index.store.sequences_of_entities(keys).values())
+                sequence_ids = {*self.index.store.sequences_of_entities(keys).values(), *nearest}
         else:
             sequence_ids = set(self.check_candidates(query.candidates).values())
         return TokenTrie.build(full.sequence(sequence_id) for sequence_id in sequence_ids)
+
+    def _nearest(self, queries: Sequence[LinkQuery]) -> list[list[int]]:
+        """Each query's dense candidates (entity task, ``candidates: auto``): the sequence ids of the
+        names nearest its mention's vector, or its text's; empty for other queries."""
+        wanted = [i for i, q in enumerate(queries) if self.dense and q.candidates == AUTO and q.task == "entity"]
+        found: list[list[int]] = [[] for _ in queries]
+        if self.dense is None or not wanted:
+            return found
+        texts = [_mentioned(queries[i]) for i in wanted]
+        for i, nearest in zip(wanted, self.dense(texts), strict=True):
+            found[i] = nearest
+        return found
 
     def link(self, queries: Sequence[LinkQuery]) -> list[Matches]:
         """Matches per query, best first; queries with the same beam width share one beam search."""
@@ -236,10 +291,11 @@ class LinkingEngine:
             by_beams.setdefault(query.num_beams, []).append(position)
         for num_beams, positions in by_beams.items():
             group = [queries[position] for position in positions]
+            nearest = self._nearest(group)
             hypotheses = constrained_beam_search(
                 self.model,
                 [self._model_input(query) for query in group],
-                [self._trie_for(query) for query in group],
+                [self._trie_for(query, ids) for query, ids in zip(group, nearest, strict=True)],
                 num_beams=num_beams,
                 max_new_tokens=max(self._max_lengths[query.task] for query in group) + 1,
                 max_input_tokens=self.max_input_tokens,
@@ -329,7 +385,7 @@ class LinkingEngine:
             sequence_ids = [trie.sequence_id(h.tokens) for h in hypotheses]
             named = store.entities_of_sequences(sequence_ids)
             targets = [named[i][0][1] if named.get(i) else "" for i in sequence_ids]
-        source = query.text[query.mention[0] : query.mention[1]] if query.mention else query.text
+        source = _mentioned(query)
         bonus = [self.copy_weight * copied_characters(target, source) for target in targets]
         order = sorted(range(len(hypotheses)), key=lambda i: -(hypotheses[i].score + bonus[i]))
         return [hypotheses[i] for i in order]

@@ -186,6 +186,12 @@ class TokenEncoder:
     def name(self) -> str:
         return self.loaded.name
 
+    @property
+    def identity(self) -> str:
+        """What shapes :meth:`embed_sentences`' vectors: the model, the layer and the pooling (an
+        index's name vectors record it, and a linker refuses vectors from another)."""
+        return f"{self.name}, layer {self.layer}, mean of token vectors"
+
     def tokenize(self, texts: Sequence[str], truncate: bool = False) -> list[TokenizedText]:
         """Tokenizes ``texts``; raises :class:`TextTooLongError` for the first text over the limit
         unless ``truncate`` is set, in which case such texts are cut to ``max_tokens``, and

@@ -1,15 +1,17 @@
-"""The LC-QuAD report's pieces over the session's tiny linker: the several gap fitted on train."""
+"""The LC-QuAD report's pieces over the session's tiny linker: the several gap fitted on train, dense coverage."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from evaluation.lcquad import LcQuad, Question
-from evaluation.link_report import fit_several_gap, generative_predictions
+from evaluation.link_report import dense_coverage, fit_several_gap, generative_predictions
 from evaluation.metrics import score_predictions
 from models.linking import LinkingEngine
+from models.linking.candidates import DenseCandidates
 from models.linking.seq2seq import load_seq2seq_model
 from tests.conftest import TINY_ENTITIES, TinyLinker
+from tests.models.linking.one_name import OneName
 
 QUESTIONS = [
     Question("1", "Is Marie Curie from France?", ("Marie Curie", "France")),
@@ -33,3 +35,17 @@ def test_the_several_gap_is_the_training_splits_best_and_ties_go_to_the_larger_g
     # a gap of 0 keeps only results as likely as the first: the top beam, unless beams tie
     top = generative_predictions(engine, QUESTIONS, 3, 2)[None][0]
     assert train_f1["0"] == score_predictions(replace(data, dev=QUESTIONS), top, 0.0)["f1"]
+
+
+def test_dense_coverage_counts_the_unwritten_gold_entities_among_the_nearest_names(tiny_linker: TinyLinker) -> None:
+    engine = LinkingEngine.open(load_seq2seq_model(str(tiny_linker.model_dir)), tiny_linker.index_dir)
+    nearest = OneName(engine, "Marie Curie")
+    dense = replace(engine, dense=DenseCandidates(nearest.vectors(), nearest, k=1))
+    ids = {entity["name"]: entity["id"] for entity in TINY_ENTITIES if entity["name"] != "Paris"}
+    questions = [
+        Question("1", "the physicist who won two Nobel prizes", ("Marie Curie",)),  # not written, nearest
+        Question("2", "the land of the rising sun and France", ("Japan", "France")),  # Japan: not written, not near
+        Question("3", "Marie Curie", ("Marie Curie",)),  # written: not counted
+    ]
+    coverage = dense_coverage(dense, questions, ks=(1,), to_id=ids.__getitem__)
+    assert coverage == {"questions": 3, "gold_not_written": 2, "share_in_nearest_k": {"1": 0.5}}

@@ -111,3 +111,19 @@ def test_train_says_what_it_added_to_the_vocabulary(chinese_bert: Path, tmp_path
     plain = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "plain"), "--no-extend-vocab"])
     assert plain.exit_code == 0, plain.output
     assert "vocabulary: added 0 token(s); [UNK] share" in plain.output
+
+
+def test_build_index_stores_name_vectors_when_asked(tmp_path: Path) -> None:
+    from index.linking_index import LinkingIndex
+    from tests.conftest import write_tiny_kb
+
+    entities, facts = write_tiny_kb(tmp_path / "kb")
+    kb = ["--entities", str(entities), "--facts", str(facts)]
+    result = CliRunner().invoke(app, ["build-index", *kb, "--out", str(tmp_path / "index"), "--name-vectors"])
+    assert result.exit_code == 0, result.output
+    assert "name vectors: 5 names from all-MiniLM-L6-v2, layer -1, mean of token vectors" in result.output
+    index = LinkingIndex.open(tmp_path / "index")
+    assert index.name_vectors is not None and index.name_vectors.vectors.shape == (5, 384)
+    plain = CliRunner().invoke(app, ["build-index", *kb, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0 and "name vectors" not in plain.output
+    assert LinkingIndex.open(tmp_path / "plain").name_vectors is None

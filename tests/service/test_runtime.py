@@ -1,4 +1,4 @@
-"""Process wiring done when a server is built: thread counts for torch and the helper libraries."""
+"""Process wiring done when a server is built: thread counts for torch and the helper libraries, the linker's spec."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from models.linking.engine import LinkerSpec
 from models.loader import keep_helpers_on_one_thread
 from service.runtime import build_encoder, threads_per_worker
 from service.settings import Settings
@@ -70,3 +71,17 @@ def test_the_default_precision_is_chosen_from_the_cpu_and_says_why() -> None:
     expected = choose_dtype("auto")
     assert (loaded.dtype, loaded.dtype_reason) == (expected.dtype, expected.reason)
     assert loaded.dtype_reason.startswith("auto: ")
+
+
+def test_the_linker_gets_the_servers_encoder_for_disambiguation_or_dense_candidates(tmp_path: Path) -> None:
+    from service.runtime import encoder_spec, linker_spec
+
+    def spec(**settings: object) -> LinkerSpec:
+        found = linker_spec(Settings(link_model="m", link_index=tmp_path, **settings))
+        assert found is not None
+        return found
+
+    assert spec().encoder == encoder_spec(Settings()) and spec().disambiguate and spec().dense_candidates == 5
+    dense_only = spec(link_disambiguate=False, link_dense_candidates=3)
+    assert dense_only.encoder is not None and not dense_only.disambiguate and dense_only.dense_candidates == 3
+    assert spec(link_disambiguate=False, link_dense_candidates=0).encoder is None

@@ -161,6 +161,7 @@ def test_the_engine_says_which_tasks_its_index_can_answer(engine: LinkingEngine)
     described = engine.describe()
     assert described["index"]["manifest"]["counts"]["entities"] == 7
     assert described["model"]["name"] == engine.model.name
+    assert described["dense_candidates"] == 0 and described["index"]["manifest"]["name_vectors"] is None
 
 
 def test_async_facade_answers_concurrent_queries_as_the_engine_does(engine: LinkingEngine) -> None:
