@@ -26,7 +26,7 @@ def demo_linker(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("demo")
     kb = ["--entities", str(DEMO / "entities.jsonl"), "--facts", str(DEMO / "triples.tsv")]
     _run(["train", *kb, "--out", str(root / "model"), "--epochs", "0.1", "--batch-size", "8"])
-    _run(["build-index", *kb, "--out", str(root / "index"), "--model", str(root / "model")])
+    _run(["build-index", *kb, "--out", str(root / "index"), "--model", str(root / "model"), "--name-vectors"])
     return root / "model", root / "index"
 
 
@@ -107,6 +107,31 @@ def test_info_reports_the_linker_and_its_manifest(server: str, demo_linker: tupl
     assert info["linker"]["index"]["path"] == str(index)
     assert info["linker"]["index"]["manifest"]["counts"]["entities"] > 100
     assert info["linker"]["model"]["architecture"] == "EncoderDecoderModel"
+    assert info["linker"]["dense_candidates"] == 5
+    assert info["linker"]["index"]["manifest"]["name_vectors"]["count"] == info["linker"]["index"]["manifest"][
+        "counts"
+    ]["distinct_names"]
+
+
+def test_auto_candidates_answer_from_the_names_written_or_nearest(server: str, demo_kb) -> None:
+    names, _ = demo_kb
+    body = {"text": "Is the Seine in Frnace?", "candidates": "auto", "several": True, "top_k": 3, "num_beams": 3}
+    response = post(server, body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results and all(names[result["id"]] == result["name"] for result in results)
+
+
+def test_name_vectors_from_another_encoder_stop_the_start_naming_both(demo_linker: tuple[Path, Path]) -> None:
+    model, index = demo_linker
+    args = ["serve", "--link-model", str(model), "--link-index", str(index)]
+    result = run_to_exit(args, env={"SIMLINK_LAYER": "-2"})
+    assert result.returncode == 2, result.stderr
+    assert f"index at {index} holds name vectors from 'all-MiniLM-L6-v2, layer -1" in result.stderr
+    assert "layer -2" in result.stderr and "SIMLINK_LINK_DENSE_CANDIDATES=0" in result.stderr
+    env = {"SIMLINK_LINK_MODEL": str(model), "SIMLINK_LINK_INDEX": str(index)}
+    with running_server({**env, "SIMLINK_LAYER": "-2", "SIMLINK_LINK_DENSE_CANDIDATES": "0"}) as base_url:
+        assert httpx.get(f"{base_url}/info").json()["linker"]["dense_candidates"] == 0
 
 
 def test_unconfigured_linking_is_503_while_similarity_works() -> None:
