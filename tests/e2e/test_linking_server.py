@@ -108,9 +108,10 @@ def test_info_reports_the_linker_and_its_manifest(server: str, demo_linker: tupl
     assert info["linker"]["index"]["manifest"]["counts"]["entities"] > 100
     assert info["linker"]["model"]["architecture"] == "EncoderDecoderModel"
     assert info["linker"]["dense_candidates"] == 5
-    assert info["linker"]["index"]["manifest"]["name_vectors"]["count"] == info["linker"]["index"]["manifest"][
-        "counts"
-    ]["distinct_names"]
+    assert (
+        info["linker"]["index"]["manifest"]["name_vectors"]["count"]
+        == info["linker"]["index"]["manifest"]["counts"]["distinct_names"]
+    )
 
 
 def test_auto_candidates_answer_from_the_names_written_or_nearest(server: str, demo_kb) -> None:
