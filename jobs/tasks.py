@@ -184,10 +184,15 @@ class LinkTexts(_Task):
 
 
 def _link_query(row: dict[str, Any]) -> LinkQuery:
-    mention = tuple(row["mention"]) if "mention" in row else None
-    candidates = row.get("candidates")
-    candidates = tuple(candidates) if isinstance(candidates, list) else candidates
-    return LinkQuery(row["text"], row["task"], mention, row["top_k"], row["num_beams"], candidates, row["several"])
+    return LinkQuery(
+        row["text"],
+        row["task"],
+        row.get("mention"),
+        row["top_k"],
+        row["num_beams"],
+        row.get("candidates"),
+        row["several"],
+    )
 
 
 def _match_rows(matches: Sequence[EntityMatch | PairMatch]) -> list[dict[str, Any]]:

@@ -125,6 +125,14 @@ class LinkQuery:
     candidates: tuple[str, ...] | Literal["auto"] | None = None
     several: bool = False
 
+    def __post_init__(self) -> None:
+        """A span or candidate list given as a list (as JSON gives them) is kept as a tuple, so that
+        every caller builds a query the same way and queries compare and hash by value."""
+        if self.mention is not None and not isinstance(self.mention, tuple):
+            object.__setattr__(self, "mention", tuple(self.mention))
+        if self.candidates is not None and self.candidates != AUTO and not isinstance(self.candidates, tuple):
+            object.__setattr__(self, "candidates", tuple(self.candidates))
+
 
 @dataclass(frozen=True)
 class EntityMatch:

@@ -74,9 +74,10 @@ def _entity_result(match: EntityMatch) -> EntityResult:
 
 
 def _query(request: LinkRequest) -> LinkQuery:
-    candidates = tuple(request.candidates) if isinstance(request.candidates, list) else request.candidates
     mention = (request.mention.start, request.mention.end) if request.mention else None
-    return LinkQuery(request.text, request.task, mention, request.top_k, request.num_beams, candidates, request.several)
+    return LinkQuery(
+        request.text, request.task, mention, request.top_k, request.num_beams, request.candidates, request.several
+    )
 
 
 @router.post(

@@ -235,3 +235,9 @@ def test_a_marked_mention_is_where_the_result_is_written(engine: LinkingEngine) 
     marked = engine.resolve(LinkQuery(text, mention=(18, 24), top_k=2, num_beams=1), beams)
     unmarked = engine.resolve(LinkQuery(text, top_k=2, num_beams=1), beams)
     assert [m.mention for m in marked] == [(18, 24)] * 2 and [m.mention for m in unmarked] == [(4, 10)] * 2
+
+
+def test_a_query_keeps_lists_as_tuples_so_every_caller_builds_the_same_query() -> None:
+    from_json = LinkQuery("Paris", mention=[0, 5], candidates=["city:paris", "person:paris"])  # type: ignore[arg-type]
+    assert from_json == LinkQuery("Paris", mention=(0, 5), candidates=("city:paris", "person:paris"))
+    assert hash(from_json) and LinkQuery("Paris", candidates=AUTO).candidates == "auto"
