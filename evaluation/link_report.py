@@ -136,26 +136,37 @@ def dense_coverage(
     questions: Sequence[Question],
     ks: Sequence[int] = DENSE_KS,
     to_id: Callable[[str], str] = entity_id,
+    chunk: int = 256,
 ) -> dict[str, object]:
-    """Of the gold entities that the names a question writes miss (:meth:`LinkingEngine.lexical_candidates`),
-    the share among the ``k`` names nearest the question's vector, per ``k``: what dense candidates can
-    add, measured without the model (which has seen these questions), so ``k`` can be chosen on the
-    training split. ``to_id`` maps a gold name to its entity id. The engine must have dense candidates."""
+    """What dense candidates can add, measured without the model (which has seen these questions),
+    so that ``k`` can be chosen on the training split: of the gold entities missing from the names a
+    question writes (:meth:`LinkingEngine.lexical_candidates`), the share among the ``k`` names
+    nearest the question's vector, per ``k``. Only questions that write some name count: the engine
+    searches the whole index for the others. ``to_id`` maps a gold name to its entity id. The engine
+    must have dense candidates."""
     assert engine.dense is not None, "dense_coverage needs an engine with dense candidates"
     lexical = engine.lexical_candidates("entity")
-    nearest = replace(engine.dense, k=max(ks))([q.text for q in questions])
-    named = engine.index.store.entities_of_sequences(sorted({i for ids in nearest for i in ids}))
+    writing = [(question, set(keys)) for question in questions if (keys := lexical(question.text)) is not None]
+    widest = replace(engine.dense, k=max(ks))
     missed, covered = 0, dict.fromkeys(ks, 0)
-    for question, ids in zip(questions, nearest, strict=True):
-        written = set(lexical(question.text) or ())
-        ranked = [[entity for entity, _ in named.get(i, [])] for i in ids]
-        for gold in {to_id(name) for name in question.entities} - written:
-            missed += 1
-            rank = next((r for r, entities in enumerate(ranked) if gold in entities), None)
-            for k in ks:
-                covered[k] += rank is not None and rank < k
+    for start in range(0, len(writing), chunk):
+        part = writing[start : start + chunk]
+        nearest = widest([question.text for question, _ in part])
+        named = engine.index.store.entities_of_sequences(sorted({i for ids in nearest for i in ids}))
+        for (question, written), ids in zip(part, nearest, strict=True):
+            ranked = [[entity for entity, _ in named.get(i, [])] for i in ids]
+            for gold in {to_id(name) for name in question.entities} - written:
+                missed += 1
+                rank = next((r for r, entities in enumerate(ranked) if gold in entities), None)
+                for k in ks:
+                    covered[k] += rank is not None and rank < k
     shares = {str(k): round(found / missed, 4) if missed else 0.0 for k, found in covered.items()}
-    return {"questions": len(questions), "gold_not_written": missed, "share_in_nearest_k": shares}
+    return {
+        "questions": len(questions),
+        "questions_writing_a_name": len(writing),
+        "gold_not_written": missed,
+        "share_in_nearest_k": shares,
+    }
 
 
 def kbqa_predictions(

@@ -55,7 +55,8 @@ class LinkingIndex:
             store = KbStore(path / STORE_NAME)
         except sqlite3.Error as error:
             raise IndexLoadError(f"corrupt or missing store {path / STORE_NAME}: {error}") from error
-        vectors = NameVectors.open(path, manifest.name_vectors) if manifest.name_vectors else None
+        record = manifest.name_vectors
+        vectors = NameVectors.open(path, record, tries[ENTITY_TRIE]) if record is not None else None
         return cls(path, manifest, tries[ENTITY_TRIE], tries[KBQA_TRIE], store, vectors)
 
     def close(self) -> None:

@@ -47,6 +47,13 @@ class SpecialTokens:
     separator: int
 
 
+def _record(value: Any) -> dict[str, Any] | None:
+    """An optional record of the manifest: an object, or absent."""
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"a record of the manifest is {type(value).__name__}, not an object")
+    return value
+
+
 @dataclass
 class Manifest:
     """Everything recorded about one built index (written as ``manifest.json``)."""
@@ -89,7 +96,7 @@ class Manifest:
                 skipped_rows=dict(raw.get("skipped_rows", {})),
                 format_version=version,
                 built_at=raw.get("built_at", ""),
-                name_vectors=raw.get("name_vectors"),
+                name_vectors=_record(raw.get("name_vectors")),
             )
         except IndexLoadError:
             raise

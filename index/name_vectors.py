@@ -7,6 +7,9 @@ sequence), from a sentence encoder that the manifest names, so that a linker can
 from another encoder. This module imports no model code: the builder takes any
 :class:`SentenceEmbedder`.
 
+A name the encoder refuses (one it reduces to nothing) gets a zero vector, counted in the manifest
+as ``without_vector``.
+
 Files (float32, memory-mapped when served)::
 
     name_vectors.npy             [names, dimensions] unit vectors
@@ -25,6 +28,7 @@ import numpy as np
 
 from index.manifest import IndexLoadError
 from index.progress import Progress
+from index.trie import TokenTrie
 
 VECTORS = "name_vectors.npy"
 SEQUENCES = "name_vector_sequences.npy"
@@ -53,6 +57,32 @@ def _distinct_names(db: sqlite3.Connection) -> Iterator[tuple[int, str]]:
     )
 
 
+def _embedded(embedder: SentenceEmbedder, names: list[str]) -> tuple[np.ndarray, int]:
+    """The names' vectors and how many the encoder refused (a name it reduces to nothing, such as a
+    lone zero-width character): those get a zero vector, which is nearer no text than any other."""
+    try:
+        return _checked(embedder.embed_sentences(names), len(names)), 0
+    except ValueError as error:  # one refused name fails its batch; embed the batch name by name
+        rows, refused = [], 0
+        for name in names:
+            try:
+                rows.append(_checked(embedder.embed_sentences([name]), 1)[0])
+            except ValueError:
+                rows.append(None)
+                refused += 1
+        width = next((len(row) for row in rows if row is not None), 0)
+        if not width:
+            raise RuntimeError(f"the encoder refused every name of a batch, such as {names[0]!r}") from error
+        return np.stack([np.zeros(width, np.float32) if row is None else row for row in rows]), refused
+
+
+def _checked(vectors: np.ndarray, count: int) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != count:
+        raise RuntimeError(f"the encoder returned vectors of shape {vectors.shape} for {count} names")
+    return vectors
+
+
 def write_name_vectors(
     db: sqlite3.Connection, directory: Path, count: int, embedder: SentenceEmbedder, progress: Progress
 ) -> dict[str, Any]:
@@ -61,25 +91,31 @@ def write_name_vectors(
     sequences = np.empty(count, dtype=np.int64)
     vectors: np.ndarray | None = None
     rows = _distinct_names(db)
-    written = 0
+    written = refused = 0
     batches = range(0, count, EMBED_BATCH)
     for _ in progress(batches, f"embedding entity names ({EMBED_BATCH:,} per step)", total=len(batches)):
         batch = [row for _, row in zip(range(EMBED_BATCH), rows, strict=False)]
-        embedded = np.asarray(embedder.embed_sentences([name for _, name in batch]), dtype=np.float32)
+        embedded, batch_refused = _embedded(embedder, [name for _, name in batch])
         if vectors is None:
             shape = (count, embedded.shape[1])
             vectors = np.lib.format.open_memmap(directory / VECTORS, mode="w+", dtype=np.float32, shape=shape)
         vectors[written : written + len(batch)] = embedded
         sequences[written : written + len(batch)] = [sequence_id for sequence_id, _ in batch]
         written += len(batch)
+        refused += batch_refused
     if vectors is None or written != count:
         raise ValueError(f"expected {count} distinct names to embed, found {written}")
     vectors.flush()
     np.save(directory / SEQUENCES, sequences)
-    return {"encoder": embedder.identity, "dimensions": int(vectors.shape[1]), "count": count}
+    return {
+        "encoder": embedder.identity,
+        "dimensions": int(vectors.shape[1]),
+        "count": count,
+        "without_vector": refused,
+    }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NameVectors:
     """An index's name vectors, memory-mapped: :meth:`nearest` finds the names nearest a text."""
 
@@ -88,21 +124,28 @@ class NameVectors:
     encoder: str
 
     @classmethod
-    def open(cls, directory: Path, record: dict[str, Any]) -> NameVectors:
-        """The vectors the manifest's ``record`` describes; :class:`IndexLoadError` naming the file
-        when they are missing or do not match it."""
+    def open(cls, directory: Path, record: Any, trie: TokenTrie) -> NameVectors:
+        """The vectors the manifest's ``record`` describes, for the names of ``trie``;
+        :class:`IndexLoadError` naming the index when they are missing or do not match."""
+        try:
+            expected, encoder = (int(record["count"]), int(record["dimensions"])), str(record["encoder"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise IndexLoadError(
+                f"corrupt name_vectors record in the manifest of index {directory}: {error!r}"
+            ) from error
         try:
             vectors = np.load(directory / VECTORS, mmap_mode="r")
             sequences = np.load(directory / SEQUENCES)
         except (OSError, ValueError) as error:
             raise IndexLoadError(f"corrupt or missing name vectors in index {directory}: {error}") from error
-        expected = (int(record["count"]), int(record["dimensions"]))
-        if vectors.shape != expected or sequences.shape != expected[:1]:
+        if vectors.shape != expected or vectors.dtype != np.float32 or sequences.shape != expected[:1]:
             raise IndexLoadError(
-                f"name vectors in index {directory} have shape {vectors.shape} (sequences {sequences.shape}), "
-                f"the manifest says {expected}; rebuild the index"
+                f"name vectors in index {directory} are {vectors.dtype} {vectors.shape} (sequences "
+                f"{sequences.shape}), the manifest says float32 {expected}; rebuild the index"
             )
-        return cls(vectors, sequences, str(record["encoder"]))
+        if not np.issubdtype(sequences.dtype, np.integer) or not trie.are_sequence_ids(sequences):
+            raise IndexLoadError(f"name vectors in index {directory} name sequences its trie lacks; rebuild the index")
+        return cls(vectors, sequences, encoder)
 
     def nearest(self, queries: np.ndarray, k: int) -> list[list[int]]:
         """The sequence ids of the ``k`` names nearest each query vector (rows of ``queries``, unit

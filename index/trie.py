@@ -257,6 +257,13 @@ class TokenTrie:
         node = self._node(sequence)
         return node if node is not None and self._terminal[node] else None
 
+    def are_sequence_ids(self, ids: np.ndarray) -> bool:
+        """Whether every one of ``ids`` is the id of a complete sequence (see :meth:`sequence_id`)."""
+        ids = np.asarray(ids)
+        if not ids.size:
+            return True
+        return bool(ids.min() >= 0 and ids.max() < self._terminal.size and self._terminal[ids].all())
+
     def __contains__(self, sequence: Sequence[int]) -> bool:
         return self.sequence_id(sequence) is not None
 

@@ -7,6 +7,7 @@ while loading is raised as :class:`ModelLoadError` naming the model's path or na
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -44,6 +45,9 @@ class ModelSource:
     location: str
 
 
+_WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth"}
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A model with its tokenizer and what was loaded, for reporting on ``/info``."""
@@ -64,6 +68,20 @@ class LoadedModel:
     @property
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+    def weights_digest(self) -> str:
+        """A short SHA-256 of the weight files of a directory model (the same weights under another
+        path give the same digest; a model retrained in place another), or of its hub name."""
+        digest = hashlib.sha256()
+        location = Path(self.source.location)
+        files = sorted(p for p in location.iterdir() if p.suffix in _WEIGHT_SUFFIXES) if location.is_dir() else []
+        for path in files:
+            with path.open("rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+        if not files:
+            digest.update(self.source.location.encode())
+        return digest.hexdigest()[:12]
 
     def describe(self) -> dict[str, Any]:
         """What was loaded, as plain data."""

@@ -284,9 +284,10 @@ def _print_link_report(report: LinkReport) -> None:
     if report.dense_candidates:
         train = report.dense_candidates["train"]
         typer.echo(
-            f"dense candidates: k = {report.dense_candidates['k']}; on the training split, of the "
-            f"{train['gold_not_written']} gold entities the question does not write, the share among the k "
-            f"nearest names: {json.dumps(train['share_in_nearest_k'])}"
+            f"dense candidates: k = {report.dense_candidates['k']}; on the training split, in the "
+            f"{train['questions_writing_a_name']} questions that write some name, of the {train['gold_not_written']} "
+            f"gold entities the question does not write, the share among its k nearest names: "
+            f"{json.dumps(train['share_in_nearest_k'])}"
         )
     if report.kbqa:
         typer.echo(f"KBQA, single-triple dev questions: {json.dumps(report.kbqa)}")
@@ -537,8 +538,8 @@ def build_index_command(
         bool,
         typer.Option(
             help="Also store every entity name's sentence vector, from the server's encoder (SIMLINK_MODEL, "
-            "SIMLINK_LAYER): dense candidates for 'candidates: auto'. About 1.5 GB and tens of minutes per "
-            "million names on a small CPU."
+            "SIMLINK_LAYER): dense candidates for 'candidates: auto'. 4 bytes per name and dimension (1.5 GB per "
+            "million names with the embedded encoder); about 7 minutes per million names on 2 cores."
         ),
     ] = False,
 ) -> None:

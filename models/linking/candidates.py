@@ -20,6 +20,7 @@ import numpy as np
 from rapidfuzz.distance import LCSseq
 
 from index.name_vectors import NameVectors
+from models.similarity.encoder import TextError
 
 WORD = re.compile(r"\w+(?:['’.]\w+)*")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
@@ -302,7 +303,7 @@ def _inside_longer(match: LexicalMatch, other: LexicalMatch) -> bool:
     return _inside(match.span, other.span) and other.end - other.start > match.end - match.start
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DenseCandidates:
     """The ``k`` KB names whose sentence vectors are nearest a text's (an index's
     :class:`index.name_vectors.NameVectors`, ``embed`` from the encoder that made them): the names a
@@ -314,5 +315,17 @@ class DenseCandidates:
     k: int
 
     def __call__(self, texts: Sequence[str]) -> list[list[int]]:
-        """Entity-trie sequence ids per text, nearest first."""
-        return self.vectors.nearest(self.embed(list(texts)), self.k) if texts else []
+        """Entity-trie sequence ids per text, nearest first; none for a text the encoder refuses (one
+        it reduces to nothing, such as a lone combining accent)."""
+        if not texts:
+            return []
+        try:
+            return self.vectors.nearest(self.embed(list(texts)), self.k)
+        except TextError:  # one refused text fails the call; the others still get theirs
+            return [self._nearest_or_none(text) for text in texts]
+
+    def _nearest_or_none(self, text: str) -> list[int]:
+        try:
+            return self.vectors.nearest(self.embed([text]), self.k)[0]
+        except TextError:
+            return []

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from models.linking.candidates import (
 )
 from models.linking.disambiguation import DescriptionScorer, Disambiguator
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
-from models.linking.seq2seq import Seq2SeqModel, Task, format_input, load_seq2seq_model
+from models.linking.seq2seq import MENTION_END, MENTION_START, Seq2SeqModel, Task, format_input, load_seq2seq_model
 from models.loader import DType
 from models.similarity.encoder import EncoderSpec, TokenEncoder
 from models.similarity.engine import SimilarityEngine
@@ -46,6 +46,7 @@ class LinkerSpec:
 
     model: str
     index: Path
+    _: KW_ONLY
     dtype: DType = "fp32"
     max_input_tokens: int = 256
     encoder: EncoderSpec | None = None
@@ -159,8 +160,14 @@ Matches = list[EntityMatch] | list[PairMatch]
 
 
 def _mentioned(query: LinkQuery) -> str:
-    """The query's mention, where it marks one, else its text."""
-    return query.text[query.mention[0] : query.mention[1]] if query.mention else query.text
+    """The query's mention, where it marks one (as a span, or inline between the mention markers),
+    else its text."""
+    if query.mention:
+        return query.text[query.mention[0] : query.mention[1]]
+    start, end = query.text.find(MENTION_START), query.text.find(MENTION_END)
+    if 0 <= start < end:
+        return query.text[start + len(MENTION_START) : end].strip() or query.text
+    return query.text
 
 
 _INPUT_TOKENS_RESERVED = 8  # [CLS], [SEP], the task tag and the two mention markers, with room to spare
@@ -257,34 +264,44 @@ class LinkingEngine:
                 self._lexical[task] = LexicalCandidates(named)
             return self._lexical[task]
 
-    def _trie_for(self, query: LinkQuery, nearest: Sequence[int] = ()) -> NextTokenSource:
-        """The trie a query's search runs under; ``nearest`` are its dense candidates' sequence ids."""
-        full = self.index.kbqa_trie if query.task == "kbqa" else self.index.entity_trie
-        if query.candidates is None:
-            return full
-        if query.candidates == AUTO:
-            keys = self.lexical_candidates(query.task)(query.text, query.mention)
-            if keys is None:
-                return full
-            if query.task == "kbqa":
-                sequence_ids = set(self.index.store.pair_sequences_of_subjects(keys))
-            else:
-                sequence_ids = {*self.index.store.sequences_of_entities(keys).values(), *nearest}
-        else:
-            sequence_ids = set(self.check_candidates(query.candidates).values())
-        return TokenTrie.build(full.sequence(sequence_id) for sequence_id in sequence_ids)
+    def _tries_for(self, queries: Sequence[LinkQuery]) -> list[NextTokenSource]:
+        """The trie each query's search runs under: the whole index's, its candidates', or for
+        ``candidates: auto`` the names the text writes and (entity task, with dense candidates) those
+        nearest its vector; the whole index's when the text writes none."""
+        written = [self._written(query) for query in queries]
+        nearest = self._nearest(queries, written)
+        return [self._trie_for(*found) for found in zip(queries, written, nearest, strict=True)]
 
-    def _nearest(self, queries: Sequence[LinkQuery]) -> list[list[int]]:
-        """Each query's dense candidates (entity task, ``candidates: auto``): the sequence ids of the
-        names nearest its mention's vector, or its text's; empty for other queries."""
-        wanted = [i for i, q in enumerate(queries) if self.dense and q.candidates == AUTO and q.task == "entity"]
+    def _written(self, query: LinkQuery) -> tuple[str, ...] | None:
+        """For ``candidates: auto``, the keys (entity ids, or subjects) of the names the text writes;
+        None when it writes none, or the query does not ask for ``auto``."""
+        if query.candidates != AUTO:
+            return None
+        return self.lexical_candidates(query.task)(query.text, query.mention)
+
+    def _nearest(self, queries: Sequence[LinkQuery], written: Sequence[tuple[str, ...] | None]) -> list[list[int]]:
+        """The dense candidates of each ``auto`` entity query whose text writes a name (one that
+        writes none is searched over the whole index anyway): the sequence ids of the names nearest
+        its mention's vector, or its text's; empty for other queries."""
         found: list[list[int]] = [[] for _ in queries]
-        if self.dense is None or not wanted:
+        if self.dense is None:
             return found
-        texts = [_mentioned(queries[i]) for i in wanted]
-        for i, nearest in zip(wanted, self.dense(texts), strict=True):
+        wanted = [i for i, keys in enumerate(written) if keys is not None and queries[i].task == "entity"]
+        for i, nearest in zip(wanted, self.dense([_mentioned(queries[i]) for i in wanted]), strict=True):
             found[i] = nearest
         return found
+
+    def _trie_for(self, query: LinkQuery, written: tuple[str, ...] | None, nearest: Sequence[int]) -> NextTokenSource:
+        full = self.index.kbqa_trie if query.task == "kbqa" else self.index.entity_trie
+        if query.candidates is None or (query.candidates == AUTO and written is None):
+            return full
+        if query.candidates != AUTO:
+            sequence_ids = set(self.check_candidates(query.candidates).values())
+        elif query.task == "kbqa":
+            sequence_ids = set(self.index.store.pair_sequences_of_subjects(written))
+        else:
+            sequence_ids = {*self.index.store.sequences_of_entities(written).values(), *nearest}
+        return TokenTrie.build(full.sequence(sequence_id) for sequence_id in sequence_ids)
 
     def link(self, queries: Sequence[LinkQuery]) -> list[Matches]:
         """Matches per query, best first; queries with the same beam width share one beam search."""
@@ -299,11 +316,10 @@ class LinkingEngine:
             by_beams.setdefault(query.num_beams, []).append(position)
         for num_beams, positions in by_beams.items():
             group = [queries[position] for position in positions]
-            nearest = self._nearest(group)
             hypotheses = constrained_beam_search(
                 self.model,
                 [self._model_input(query) for query in group],
-                [self._trie_for(query, ids) for query, ids in zip(group, nearest, strict=True)],
+                self._tries_for(group),
                 num_beams=num_beams,
                 max_new_tokens=max(self._max_lengths[query.task] for query in group) + 1,
                 max_input_tokens=self.max_input_tokens,

@@ -7,6 +7,7 @@ expensive part that a server batches across requests.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -186,11 +187,12 @@ class TokenEncoder:
     def name(self) -> str:
         return self.loaded.name
 
-    @property
+    @functools.cached_property
     def identity(self) -> str:
-        """What shapes :meth:`embed_sentences`' vectors: the model, the layer and the pooling (an
-        index's name vectors record it, and a linker refuses vectors from another)."""
-        return f"{self.name}, layer {self.layer}, mean of token vectors"
+        """What shapes :meth:`embed_sentences`' vectors: the model (its name and a digest of its
+        weights), the layer and the pooling. An index's name vectors record it, and a linker refuses
+        vectors from another."""
+        return f"{self.name} (weights {self.loaded.weights_digest()}), layer {self.layer}, mean of token vectors"
 
     def tokenize(self, texts: Sequence[str], truncate: bool = False) -> list[TokenizedText]:
         """Tokenizes ``texts``; raises :class:`TextTooLongError` for the first text over the limit

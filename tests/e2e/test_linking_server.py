@@ -116,11 +116,13 @@ def test_info_reports_the_linker_and_its_manifest(server: str, demo_linker: tupl
 
 def test_auto_candidates_answer_from_the_names_written_or_nearest(server: str, demo_kb) -> None:
     names, _ = demo_kb
-    body = {"text": "Is the Seine in Frnace?", "candidates": "auto", "several": True, "top_k": 3, "num_beams": 3}
+    body = {"text": "Is the Seine in Frnace?", "candidates": "auto", "top_k": 6, "num_beams": 6}  # every candidate
     response = post(server, body)
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert results and all(names[result["id"]] == result["name"] for result in results)
+    assert any(r["name"] == "Seine" for r in results), "the name the question writes is a candidate"
+    assert any("mention" not in r for r in results), "names the question does not write join through their vectors"
 
 
 def test_name_vectors_from_another_encoder_stop_the_start_naming_both(demo_linker: tuple[Path, Path]) -> None:
@@ -128,7 +130,8 @@ def test_name_vectors_from_another_encoder_stop_the_start_naming_both(demo_linke
     args = ["serve", "--link-model", str(model), "--link-index", str(index)]
     result = run_to_exit(args, env={"SIMLINK_LAYER": "-2"})
     assert result.returncode == 2, result.stderr
-    assert f"index at {index} holds name vectors from 'all-MiniLM-L6-v2, layer -1" in result.stderr
+    assert f"index at {index} holds name vectors from 'all-MiniLM-L6-v2 (weights " in result.stderr
+    assert "), layer -1, mean of token vectors'" in result.stderr
     assert "layer -2" in result.stderr and "SIMLINK_LINK_DENSE_CANDIDATES=0" in result.stderr
     env = {"SIMLINK_LINK_MODEL": str(model), "SIMLINK_LINK_INDEX": str(index)}
     with running_server({**env, "SIMLINK_LAYER": "-2", "SIMLINK_LINK_DENSE_CANDIDATES": "0"}) as base_url:

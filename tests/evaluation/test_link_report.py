@@ -43,9 +43,15 @@ def test_dense_coverage_counts_the_unwritten_gold_entities_among_the_nearest_nam
     dense = replace(engine, dense=DenseCandidates(nearest.vectors(), nearest, k=1))
     ids = {entity["name"]: entity["id"] for entity in TINY_ENTITIES if entity["name"] != "Paris"}
     questions = [
-        Question("1", "the physicist who won two Nobel prizes", ("Marie Curie",)),  # not written, nearest
-        Question("2", "the land of the rising sun and France", ("Japan", "France")),  # Japan: not written, not near
-        Question("3", "Marie Curie", ("Marie Curie",)),  # written: not counted
+        Question("1", "the physicist who lived in France", ("Marie Curie", "France")),  # Curie: unwritten, nearest
+        Question("2", "the land of the rising sun and France", ("Japan", "France")),  # Japan: unwritten, not near
+        Question("3", "the physicist who won two Nobel prizes", ("Marie Curie",)),  # writes no name: full trie
+        Question("4", "Marie Curie", ("Marie Curie",)),  # written
     ]
-    coverage = dense_coverage(dense, questions, ks=(1,), to_id=ids.__getitem__)
-    assert coverage == {"questions": 3, "gold_not_written": 2, "share_in_nearest_k": {"1": 0.5}}
+    coverage = dense_coverage(dense, questions, ks=(1,), to_id=ids.__getitem__, chunk=2)
+    assert coverage == {
+        "questions": 4,
+        "questions_writing_a_name": 3,
+        "gold_not_written": 2,
+        "share_in_nearest_k": {"1": 0.5},
+    }

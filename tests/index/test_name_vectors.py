@@ -50,7 +50,8 @@ def with_vectors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Linki
 
 def test_each_distinct_name_has_its_own_vector_under_its_sequence_id(with_vectors) -> None:
     index, tokenizer, embedder = with_vectors
-    assert index.manifest.name_vectors == {"encoder": HashedWords.identity, "dimensions": 16, "count": 3}
+    record = {"encoder": HashedWords.identity, "dimensions": 16, "count": 3, "without_vector": 0}
+    assert index.manifest.name_vectors == record
     assert embedder.calls == [2, 1]
     vectors = index.name_vectors
     assert vectors is not None and vectors.encoder == HashedWords.identity
@@ -67,17 +68,65 @@ def test_an_index_built_without_vectors_has_none(built: tuple[Path, WordTokenize
     assert not (path / name_vectors.VECTORS).exists()
 
 
-def test_missing_or_mismatched_vectors_are_refused_naming_the_index(with_vectors) -> None:
-    index, tokenizer, _ = with_vectors
+def _edit_record(index: LinkingIndex, record: object) -> None:
     manifest_path = index.path / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["name_vectors"]["count"] = 4
+    manifest["name_vectors"] = record
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(IndexLoadError, match=f"name vectors in index {index.path}.*rebuild"):
+
+
+def test_missing_or_mismatched_vectors_are_refused_naming_the_index(with_vectors) -> None:
+    index, tokenizer, _ = with_vectors
+    record = dict(index.manifest.name_vectors)
+    for broken, problem in [
+        ({**record, "count": 4}, f"name vectors in index {index.path} are float32 \\(3, 16\\).*rebuild"),
+        ({"encoder": "x"}, f"corrupt name_vectors record in the manifest of index {index.path}: KeyError"),
+        ("yes", f"corrupt index manifest {index.path / 'manifest.json'}"),
+    ]:
+        _edit_record(index, broken)
+        with pytest.raises(IndexLoadError, match=problem):
+            LinkingIndex.open(index.path, tokenizer.identity)
+    _edit_record(index, record)
+    np.save(index.path / name_vectors.SEQUENCES, np.array([0, 1, 10**6]))
+    with pytest.raises(IndexLoadError, match=f"name vectors in index {index.path} name sequences its trie lacks"):
         LinkingIndex.open(index.path, tokenizer.identity)
     (index.path / name_vectors.VECTORS).unlink()
     with pytest.raises(IndexLoadError, match=f"missing name vectors in index {index.path}"):
         LinkingIndex.open(index.path, tokenizer.identity)
+
+
+class RefusesSome(HashedWords):
+    """Refuses a text holding "curie" (as an encoder refuses a name it reduces to nothing), or, when
+    ``short``, returns one vector too few."""
+
+    def __init__(self, short: bool = False) -> None:
+        super().__init__()
+        self.short = short
+
+    def embed_sentences(self, texts: Sequence[str]) -> np.ndarray:
+        if not self.short and any("curie" in text.lower() for text in texts):
+            raise ValueError("text 0 has no tokens")
+        vectors = super().embed_sentences(texts)
+        return vectors[:-1] if self.short else vectors
+
+
+def test_a_name_the_encoder_refuses_gets_a_zero_vector_and_is_counted(tmp_path: Path) -> None:
+    tokenizer = WordTokenizer()
+    build_index(write_kb(tmp_path / "kb"), tmp_path / "index", tokenizer, name_vectors=RefusesSome())
+    index = LinkingIndex.open(tmp_path / "index", tokenizer.identity)
+    assert index.manifest.name_vectors["without_vector"] == 1
+    vectors = index.name_vectors
+    (curie,) = tokenizer.encode_names(["Marie Curie"])
+    row = list(vectors.sequences).index(index.entity_trie.sequence_id([*curie, 1]))
+    assert not vectors.vectors[row].any() and np.count_nonzero(np.abs(vectors.vectors).sum(axis=1)) == 2
+
+
+def test_an_encoder_that_miscounts_stops_the_build_and_keeps_the_previous_index(built, tmp_path: Path) -> None:
+    path, tokenizer = built
+    before = (path / "manifest.json").read_text()
+    with pytest.raises(RuntimeError, match="the encoder returned vectors of shape \\(2, 16\\) for 3 names"):
+        build_index(write_kb(tmp_path / "kb2"), path, tokenizer, name_vectors=RefusesSome(short=True))
+    assert (path / "manifest.json").read_text() == before and not (path / name_vectors.VECTORS).exists()
 
 
 @settings(max_examples=40, deadline=None)

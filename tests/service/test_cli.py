@@ -121,7 +121,8 @@ def test_build_index_stores_name_vectors_when_asked(tmp_path: Path) -> None:
     kb = ["--entities", str(entities), "--facts", str(facts)]
     result = CliRunner().invoke(app, ["build-index", *kb, "--out", str(tmp_path / "index"), "--name-vectors"])
     assert result.exit_code == 0, result.output
-    assert "name vectors: 5 names from all-MiniLM-L6-v2, layer -1, mean of token vectors" in result.output
+    assert "name vectors: 5 names from all-MiniLM-L6-v2 (weights " in result.output
+    assert "), layer -1, mean of token vectors" in result.output
     index = LinkingIndex.open(tmp_path / "index")
     assert index.name_vectors is not None and index.name_vectors.vectors.shape == (5, 384)
     plain = CliRunner().invoke(app, ["build-index", *kb, "--out", str(tmp_path / "plain")])

@@ -52,6 +52,35 @@ def test_dense_candidates_embed_the_mention_and_leave_other_queries_alone(engine
     assert nearest.texts == []  # only candidates: auto on the entity task asks for dense candidates
 
 
+def test_a_text_that_writes_no_name_is_searched_over_the_whole_index_without_an_encoder_pass(
+    engine: LinkingEngine,
+) -> None:
+    nearest = OneName(engine, "Marie Curie")
+    dense = replace(engine, dense=DenseCandidates(nearest.vectors(), nearest, k=1))
+    query = LinkQuery("the country of the rising sun", top_k=3, num_beams=3, candidates=AUTO)
+    assert [m.id for m in dense.link([query])[0]] == [m.id for m in engine.link([replace(query, candidates=None)])[0]]
+    assert nearest.texts == []
+
+
+def test_an_inline_marked_mention_is_what_dense_candidates_embed(engine: LinkingEngine) -> None:
+    nearest = OneName(engine, "Japan")
+    dense = replace(engine, dense=DenseCandidates(nearest.vectors(), nearest, k=1))
+    dense.link([LinkQuery("Paris, [START_ENT] Nihon [END_ENT] and France", candidates=AUTO)])
+    assert nearest.texts == ["Nihon"]
+
+
+def test_a_text_the_encoder_refuses_gets_no_dense_candidates_and_spares_the_others(
+    tiny_linker: TinyLinker, encoder: TokenEncoder, vectors_index: Path
+) -> None:
+    spec = LinkerSpec(str(tiny_linker.model_dir), vectors_index, encoder=EncoderSpec(), dense_candidates=2)
+    dense = spec.open(encoder).dense
+    assert dense is not None
+    refused, kept = dense(["\u0301", "Marie Curie"])
+    assert refused == [] and len(kept) == 2
+    queries = [LinkQuery(f"Paris {text}", mention=(6, 7), candidates=AUTO) for text in ("\u0301", "x")]
+    assert all(spec.open(encoder).link(queries))  # a lone accent as the mention: no crash, still answered
+
+
 def test_a_linker_opened_on_an_index_with_vectors_finds_the_nearest_names(
     tiny_linker: TinyLinker, encoder: TokenEncoder, vectors_index: Path
 ) -> None:
@@ -70,7 +99,7 @@ def test_vectors_from_another_encoder_are_refused_naming_the_index(
     other = tmp_path / "index"
     shutil.copytree(vectors_index, other)
     manifest = json.loads((other / "manifest.json").read_text())
-    manifest["name_vectors"]["encoder"] = "another-model, layer -1, mean of token vectors"
+    manifest["name_vectors"]["encoder"] = "another-model (weights 0123456789ab), layer -1, mean of token vectors"
     (other / "manifest.json").write_text(json.dumps(manifest))
     spec = LinkerSpec(str(tiny_linker.model_dir), other, encoder=EncoderSpec())
     with pytest.raises(IndexLoadError, match=f"index at {other} holds name vectors from 'another-model.*DENSE"):
