@@ -50,7 +50,8 @@ class LinkerSpec:
     dtype: DType = "fp32"
     max_input_tokens: int = 256
     encoder: EncoderSpec | None = None
-    """The sentence encoder behind disambiguation and dense candidates (none: neither)."""
+    """The sentence encoder behind disambiguation and dense candidates; without one, neither runs
+    whatever the two options below say."""
     disambiguate: bool = True
     """Order entities sharing a name by the similarity of their descriptions to the text
     (:mod:`models.linking.disambiguation`)."""
