@@ -160,15 +160,24 @@ class PairMatch:
 Matches = list[EntityMatch] | list[PairMatch]
 
 
-def _mentioned(query: LinkQuery) -> str:
-    """The query's mention, where it marks one (as a span, or inline between the mention markers),
-    else its text."""
+def _mention_span(query: LinkQuery) -> tuple[int, int] | None:
+    """The query's mention span: the one it gives, or the text between the mention markers written
+    in the text (white space trimmed), or None."""
     if query.mention:
-        return query.text[query.mention[0] : query.mention[1]]
-    start, end = query.text.find(MENTION_START), query.text.find(MENTION_END)
-    if 0 <= start < end:
-        return query.text[start + len(MENTION_START) : end].strip() or query.text
-    return query.text
+        return query.mention
+    opened, closed = query.text.find(MENTION_START), query.text.find(MENTION_END)
+    if not 0 <= opened < closed:
+        return None
+    start, end = opened + len(MENTION_START), closed
+    inner = query.text[start:end]
+    start, end = start + len(inner) - len(inner.lstrip()), end - (len(inner) - len(inner.rstrip()))
+    return (start, end) if start < end else None
+
+
+def _mentioned(query: LinkQuery) -> str:
+    """The query's mention (:func:`_mention_span`), else its text."""
+    span = _mention_span(query)
+    return query.text[span[0] : span[1]] if span else query.text
 
 
 _INPUT_TOKENS_RESERVED = 8  # [CLS], [SEP], the task tag and the two mention markers, with room to spare
@@ -278,7 +287,7 @@ class LinkingEngine:
         None when it writes none, or the query does not ask for ``auto``."""
         if query.candidates != AUTO:
             return None
-        return self.lexical_candidates(query.task)(query.text, query.mention)
+        return self.lexical_candidates(query.task)(query.text, _mention_span(query))
 
     def _nearest(self, queries: Sequence[LinkQuery], written: Sequence[tuple[str, ...] | None]) -> list[list[int]]:
         """The dense candidates of each ``auto`` entity query whose text writes a name (one that

@@ -241,3 +241,12 @@ def test_a_query_keeps_lists_as_tuples_so_every_caller_builds_the_same_query() -
     from_json = LinkQuery("Paris", mention=[0, 5], candidates=["city:paris", "person:paris"])  # type: ignore[arg-type]
     assert from_json == LinkQuery("Paris", mention=(0, 5), candidates=("city:paris", "person:paris"))
     assert hash(from_json) and LinkQuery("Paris", candidates=AUTO).candidates == "auto"
+
+
+def test_an_inline_marked_mention_narrows_auto_candidates_as_a_span_does(engine: LinkingEngine) -> None:
+    def names(query: LinkQuery) -> set[str]:
+        return {match.name for match in engine.link([replace(query, top_k=4, num_beams=4, candidates=AUTO)])[0]}
+
+    assert names(LinkQuery("Paris, [START_ENT] France [END_ENT]")) == {"France"}
+    assert names(LinkQuery("Paris, France", mention=(7, 13))) == {"France"}
+    assert names(LinkQuery("Paris, France")) == {"Paris", "France"}
