@@ -59,7 +59,7 @@ def _distinct_names(db: sqlite3.Connection) -> Iterator[tuple[int, str]]:
 
 def _embedded(embedder: SentenceEmbedder, names: list[str]) -> tuple[np.ndarray, int]:
     """The names' vectors and how many the encoder refused (a name it reduces to nothing, such as a
-    lone zero-width character): those get a zero vector, which is nearer no text than any other."""
+    lone zero-width character): those get a zero vector, which scores 0 against every text."""
     try:
         return _checked(embedder.embed_sentences(names), len(names)), 0
     except ValueError as error:  # one refused name fails its batch; embed the batch name by name
