@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import torch
 
+from index.kb import file_sha256
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
@@ -72,16 +74,10 @@ class LoadedModel:
     def weights_digest(self) -> str:
         """A short SHA-256 of the weight files of a directory model (the same weights under another
         path give the same digest; a model retrained in place another), or of its hub name."""
-        digest = hashlib.sha256()
         location = Path(self.source.location)
         files = sorted(p for p in location.iterdir() if p.suffix in _WEIGHT_SUFFIXES) if location.is_dir() else []
-        for path in files:
-            with path.open("rb") as stream:
-                for block in iter(lambda: stream.read(1 << 20), b""):
-                    digest.update(block)
-        if not files:
-            digest.update(self.source.location.encode())
-        return digest.hexdigest()[:12]
+        parts = [file_sha256(path) for path in files] or [self.source.location]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
     def describe(self) -> dict[str, Any]:
         """What was loaded, as plain data."""

@@ -321,11 +321,5 @@ class DenseCandidates:
             return []
         try:
             return self.vectors.nearest(self.embed(list(texts)), self.k)
-        except TextError:  # one refused text fails the call; the others still get theirs
-            return [self._nearest_or_none(text) for text in texts]
-
-    def _nearest_or_none(self, text: str) -> list[int]:
-        try:
-            return self.vectors.nearest(self.embed([text]), self.k)[0]
-        except TextError:
-            return []
+        except TextError:  # one refused text fails the call; each text alone, so the others get theirs
+            return [[]] if len(texts) == 1 else [self([text])[0] for text in texts]
