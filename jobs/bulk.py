@@ -19,10 +19,11 @@ from index.kb import file_sha256
 from index.manifest import MANIFEST_NAME
 from index.progress import Progress, no_progress
 from jobs.output import JobOutput, describe_inputs
-from jobs.rows import LINK_TEXTS, PAIRS, TEXTS, Row, RowKind, read_rows, read_texts
+from jobs.rows import PAIRS, TEXTS, Row, RowKind, link_texts, read_rows, read_texts
 from jobs.runner import JobSummary, RunPlan, TaskRecipe, run_job
 from jobs.tasks import Corpus, LinkTexts, RankQueries, ScoreOptions, ScorePairs
-from models.linking import LinkerSpec
+from models.linking import LinkerSpec, LinkLimits
+from models.linking.limits import NO_SIZE_LIMITS
 from models.loader import available_cores
 from models.similarity import EncoderSpec
 
@@ -139,13 +140,16 @@ def link(
     plan: RunPlan | None = None,
     lenient: bool = False,
     progress: Progress = no_progress,
+    limits: LinkLimits = NO_SIZE_LIMITS,
 ) -> JobSummary:
-    """Links every text of ``texts`` (one per line, or JSONL with the request's fields) into ``out``."""
+    """Links every text of ``texts`` (one per line, or JSONL with the request's fields) into ``out``;
+    a row the server would refuse under ``limits`` is a bad row (``simlink link`` passes the server
+    settings' limits; from Python, only a row's own consistency is checked unless they are given)."""
     plan = plan or linking_plan()
     manifest = Path(linker.index) / MANIFEST_NAME
     linker_state = {**asdict(linker), "index": str(Path(linker.index).resolve()), "model": model_identity(linker.model)}
     if manifest.is_file():  # a rebuilt index makes another job
         linker_state["index_manifest_sha256"] = file_sha256(manifest)
-    job = {"command": "link", "inputs": describe_inputs([texts]), "linker": linker_state}
+    job = {"command": "link", "inputs": describe_inputs([texts]), "linker": linker_state, "limits": asdict(limits)}
     recipe = TaskRecipe(LinkTexts, (linker, plan.threads))
-    return _run(recipe, texts, LINK_TEXTS, out, job, plan, lenient, progress)
+    return _run(recipe, texts, link_texts(limits), out, job, plan, lenient, progress)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from index.kb import numbered_lines
-from models.linking.seq2seq import MENTION_END, MENTION_START
+from models.linking.engine import AUTO, LinkQuery
+from models.linking.limits import LinkLimits, query_problem
 
 TEXT_SUFFIXES = (".tsv", ".txt")
 JSONL_SUFFIXES = (".jsonl", ".json")
@@ -75,66 +76,59 @@ def _whole_number(row: dict[str, Any], key: str, default: int | None, least: int
 LINK_FIELDS = {"text", "task", "mention", "top_k", "num_beams", "several", "candidates"}
 
 
-def _check_link(row: dict[str, Any]) -> dict[str, Any]:
+def _typed_link_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """A link row's fields with the types ``/link-entity``'s schema gives them, defaults filled in
+    (``num_beams`` defaults to at least ``top_k``)."""
     if unknown := sorted(set(row) - LINK_FIELDS):
         raise RowError(f"unknown field(s) {', '.join(map(repr, unknown))}; a row takes {sorted(LINK_FIELDS)}")
-    checked: dict[str, Any] = {"text": _text(row, "text"), "task": row.get("task") or "entity"}
-    if checked["task"] not in ("entity", "kbqa"):
-        raise RowError(f'"task" must be "entity" or "kbqa", got {checked["task"]!r}')
-    checked["top_k"] = _whole_number(row, "top_k", 5, 1)
-    checked["num_beams"] = _whole_number(row, "num_beams", max(5, checked["top_k"]), 1)
-    if checked["top_k"] > checked["num_beams"]:
-        raise RowError(f'"top_k" is {checked["top_k"]}, more than "num_beams" ({checked["num_beams"]})')
+    typed: dict[str, Any] = {"text": _text(row, "text"), "task": row.get("task") or "entity"}
+    if typed["task"] not in ("entity", "kbqa"):
+        raise RowError(f'"task" must be "entity" or "kbqa", got {typed["task"]!r}')
+    typed["top_k"] = _whole_number(row, "top_k", 5, 1)
+    typed["num_beams"] = _whole_number(row, "num_beams", max(5, typed["top_k"]), 1)
     if row.get("mention") is not None:
-        checked["mention"] = _mention(row["mention"], checked)
-    checked["several"] = row.get("several", False)
-    if not isinstance(checked["several"], bool):
-        raise RowError(f'"several" must be true or false, got {checked["several"]!r}')
-    if checked["several"] and checked["task"] != "entity":
-        raise RowError('"several" applies to task "entity" only')
+        mention = row["mention"]
+        if not isinstance(mention, dict):
+            raise RowError('"mention" must be an object {"start": ..., "end": ...}')
+        typed["mention"] = [_whole_number(mention, "start", None, 0), _whole_number(mention, "end", None, 1)]
+    typed["several"] = row.get("several", False)
+    if not isinstance(typed["several"], bool):
+        raise RowError(f'"several" must be true or false, got {typed["several"]!r}')
     if row.get("candidates") is not None:
-        checked["candidates"] = _candidates(row["candidates"], checked["task"])
-    return checked
+        typed["candidates"] = _candidates(row["candidates"])
+    return typed
 
 
-def _candidates(candidates: Any, task: str) -> str | list[str]:
-    """``"auto"`` or a list of entity ids, checked as ``/link-entity`` checks them (whether the ids
-    are in the index is the engine's to say)."""
-    if candidates == "auto":
+def _candidates(candidates: Any) -> str | list[str]:
+    """``"auto"`` or a non-empty list of entity ids (whether the ids are in the index is the engine's
+    to say)."""
+    if candidates == AUTO:
         return candidates
     if not isinstance(candidates, list) or not candidates:
         raise RowError(f'"candidates" must be "auto" or a non-empty list of entity ids, got {candidates!r}')
-    if task != "entity":
-        raise RowError('a list of "candidates" applies to task "entity" only; kbqa takes "auto"')
     if not all(isinstance(entity_id, str) and entity_id for entity_id in candidates):
         raise RowError('"candidates" must hold entity ids (non-empty strings)')
     return candidates
 
 
-def _mention(mention: Any, checked: dict[str, Any]) -> list[int]:
-    """A mention span, checked as ``/link-entity`` checks it."""
-    text = checked["text"]
-    if checked["task"] != "entity":
-        raise RowError('"mention" applies to task "entity" only')
-    if not isinstance(mention, dict):
-        raise RowError('"mention" must be an object {"start": ..., "end": ...}')
-    start, end = _whole_number(mention, "start", None, 0), _whole_number(mention, "end", None, 1)
-    if end <= start or end > len(text):
-        raise RowError(f'"mention" must have 0 <= start < end <= {len(text)}, got {mention}')
-    if not text[start:end].strip():
-        raise RowError('"mention" covers only white space')
-    if MENTION_START in text or MENTION_END in text:
-        raise RowError(f"give the mention as a span or as {MENTION_START} markers, not both")
-    return [start, end]
+def link_texts(limits: LinkLimits) -> RowKind:
+    """Texts to link: one per line, or objects with the fields of ``/link-entity``: ``{"text",
+    "task"?, "mention"?, "top_k"?, "num_beams"?, "several"?, "candidates"?}``, each refused as the
+    server refuses such a request under ``limits`` (:func:`~models.linking.limits.query_problem`)."""
+
+    def check(row: dict[str, Any]) -> dict[str, Any]:
+        typed = _typed_link_fields(row)
+        if problem := query_problem(LinkQuery(**typed), limits):
+            raise RowError(str(problem))
+        return typed
+
+    return RowKind(("text",), check)
 
 
 PAIRS = RowKind(("a", "b"), _check_pair)
 """``a<TAB>b`` lines, or ``{"a": ..., "b": ...}`` objects, or Parquet columns ``a`` and ``b``."""
 TEXTS = RowKind(("text",), _check_text)
 """One text per line, or ``{"text": ...}`` objects, or a Parquet column ``text``."""
-LINK_TEXTS = RowKind(("text",), _check_link)
-"""Texts to link: one per line, or objects with the fields of ``/link-entity``: ``{"text", "task"?,
-"mention"?, "top_k"?, "num_beams"?, "several"?, "candidates"?}``."""
 
 
 def _raw_rows(path: Path, kind: RowKind) -> Iterator[tuple[int, dict[str, Any] | str]]:

@@ -164,7 +164,7 @@ class LinkTexts(_Task):
         self.engine = linker.open()
 
     def process(self, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-        queries = [_link_query(row) for row in rows]
+        queries = [LinkQuery(**row) for row in rows]  # rows hold exactly a query's checked fields
         problems = [self._problem(query) for query in queries]
         matches = iter(self.engine.link([q for q, problem in zip(queries, problems, strict=True) if not problem]))
         return [
@@ -181,18 +181,6 @@ class LinkTexts(_Task):
             except UnknownCandidatesError as error:
                 return f"candidates: {error}"
         return ""
-
-
-def _link_query(row: dict[str, Any]) -> LinkQuery:
-    return LinkQuery(
-        row["text"],
-        row["task"],
-        row.get("mention"),
-        row["top_k"],
-        row["num_beams"],
-        row.get("candidates"),
-        row["several"],
-    )
 
 
 def _match_rows(matches: Sequence[EntityMatch | PairMatch]) -> list[dict[str, Any]]:

@@ -855,16 +855,18 @@ def link(
 ) -> None:
     """Link every text of a file, as POST /link-entity would: one output row per text, in order."""
     from jobs.bulk import link as link_job
-    from service.runtime import linker_spec
+    from service.runtime import link_limits, linker_spec
 
+    settings = _settings(link_model=model, link_index=index)
     try:
-        spec = linker_spec(_settings(link_model=model, link_index=index))
+        spec = linker_spec(settings)
     except ModelLoadError as error:
         raise _fail(str(error)) from error
     if spec is None:
         raise _fail("--model and --index are needed (or SIMLINK_LINK_MODEL and SIMLINK_LINK_INDEX)")
     plan = _plan(engine, address, workers, threads, linking=True)
-    _run_bulk(lambda: link_job(input, out, spec, plan, lenient, _progress), out)
+    limits = link_limits(settings)  # a row is refused as the server refuses such a request
+    _run_bulk(lambda: link_job(input, out, spec, plan, lenient, _progress, limits), out)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from models.admission import Admission, ShuttingDownError
-from models.linking import AsyncLinkingEngine, LinkerSpec, LinkingEngine
+from models.linking import AsyncLinkingEngine, LinkerSpec, LinkingEngine, LinkLimits
 from models.loader import ModelLoadError, available_cores, keep_helpers_on_one_thread, set_torch_threads
 from models.similarity import AsyncSimilarityEngine, EncoderSpec, SimilarityEngine, TokenEncoder
 from service.observability import Metrics
@@ -128,6 +128,11 @@ def linker_spec(settings: Settings) -> LinkerSpec | None:
         copy_weight=settings.link_copy_weight,
         several_max_gap=settings.link_several_max_gap,
     )
+
+
+def link_limits(settings: Settings) -> LinkLimits:
+    """The largest link query these settings accept, over HTTP and in bulk jobs alike."""
+    return LinkLimits(settings.max_link_chars, settings.max_beams, settings.max_link_candidates)
 
 
 def build_linker(settings: Settings, encoder: TokenEncoder | None = None) -> LinkingEngine | None:

@@ -3,7 +3,8 @@
 Modules: ``seq2seq`` (loading any seq2seq model, or bert2bert warm-started from the embedded
 encoder; the linking tokens), ``generation`` (beam search constrained by a trie), ``candidates``
 (lexical heuristics: which names a text mentions), ``engine`` (the synchronous engine and the
-server's async façade), ``training_data`` and ``trainer`` (fine-tuning on a knowledge base), and
+server's async façade), ``limits`` (what one query may ask for, checked alike over HTTP and in
+bulk jobs), ``training_data`` and ``trainer`` (fine-tuning on a knowledge base), and
 ``vocabulary`` (tokens for the characters of a knowledge base the tokenizer cannot spell).
 A new linking heuristic goes in ``candidates``, or beside it, where the engine can apply it.
 """
@@ -35,6 +36,9 @@ _EXPORTS = {
     "PairMatch": "engine",
     "Matches": "engine",
     "UnknownCandidatesError": "engine",
+    "LinkLimits": "limits",
+    "QueryProblem": "limits",
+    "query_problem": "limits",
     "Example": "training_data",
     "entity_examples": "training_data",
     "fact_examples": "training_data",

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.rows import LINK_TEXTS, PAIRS, TEXTS, read_rows, read_texts
+from jobs.rows import PAIRS, TEXTS, link_texts, read_rows, read_texts
+from models.linking.limits import LinkLimits
+
+LIMITS = LinkLimits(max_chars=40, max_beams=8, max_candidates=2)
 
 
 def _values(rows):
@@ -88,7 +91,7 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
         {"text": "Paris", "candidates": None},
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    read = _values(read_rows(path, LINK_TEXTS))
+    read = _values(read_rows(path, link_texts(LIMITS)))
     assert read[0][1] == {"text": "Who founded Amazon?", "task": "entity", "top_k": 5, "num_beams": 5, "several": False}
     assert read[1][1] == {
         "text": "Paris is big",
@@ -101,21 +104,39 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
     assert read[2][1]["num_beams"] == 3
     assert "task" in read[3][2]
     assert "mention" in read[4][2]
-    assert read[5][2] == '"top_k" is 6, more than "num_beams" (3)'
+    assert read[5][2].startswith('"top_k" is 6, more than num_beams (3)')
     assert read[6][2].startswith("unknown field(s) 'colour'")
-    assert read[7][2] == '"mention" applies to task "entity" only'
+    assert read[7][2] == "\"mention\" applies to task 'entity' only"
     assert read[8][2] == '"mention" covers only white space'
     assert "not both" in read[9][2]
     assert read[10][1]["several"] is True
     assert read[11][2] == "\"several\" must be true or false, got 'yes'"
-    assert read[12][2] == '"several" applies to task "entity" only'
+    assert read[12][2] == "\"several\" applies to task 'entity' only"
     assert read[13][1]["candidates"] == ["city:paris", "person:paris"]
     assert read[14][1]["candidates"] == "auto"
-    assert read[15][2].startswith('a list of "candidates" applies to task "entity" only')
+    assert read[15][2].startswith("\"candidates\" as a list of entity ids applies to task 'entity' only")
     assert read[16][2].startswith('"candidates" must be "auto" or a non-empty list')
     assert read[17][2] == '"candidates" must hold entity ids (non-empty strings)'
     assert read[18][2].startswith('"candidates" must be "auto" or a non-empty list')
     assert "candidates" not in read[19][1]
+
+
+def test_link_rows_are_refused_as_the_server_refuses_requests_over_its_limits(tmp_path: Path) -> None:
+    path = tmp_path / "texts.jsonl"
+    rows = [
+        {"text": "x" * 40, "num_beams": 8, "candidates": ["a", "b"]},
+        {"text": "x" * 41},
+        {"text": "Paris", "num_beams": 9},
+        {"text": "Paris", "candidates": ["a", "b", "c"]},
+        {"text": "Paris", "top_k": 9},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    read = _values(read_rows(path, link_texts(LIMITS)))
+    assert read[0][2] == ""
+    assert read[1][2] == '"text" has 41 characters, more than the limit of 40'
+    assert read[2][2] == '"num_beams" is 9, more than the limit of 8'
+    assert read[3][2] == '"candidates" has 3 ids, more than the limit of 2'
+    assert read[4][2] == '"num_beams" is 9, more than the limit of 8'  # defaults to top_k, then meets the limit
 
 
 def test_unknown_format_is_refused_by_name(tmp_path: Path) -> None:

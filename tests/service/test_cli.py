@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from models.similarity import METHOD_NAMES
 from service.cli import app
+from tests.conftest import TinyLinker
 
 STSB_LINES = [
     "main-captions\tMSRvid\t2012test\t0001\t5.000\tA man is playing a guitar.\tA man plays the guitar.",
@@ -74,6 +77,23 @@ def test_bulk_commands_fail_clearly(tmp_path: Path) -> None:
     assert exists.exit_code == 2 and "exists; delete it" in exists.output and out.read_text() == "kept\n"
     no_linker = runner.invoke(app, ["link", "--input", str(source), "--out", str(tmp_path / "l.jsonl")])
     assert no_linker.exit_code == 2 and "--model and --index are needed" in no_linker.output
+
+
+def test_link_refuses_rows_over_the_server_settings_limits(
+    tmp_path: Path, tiny_linker: TinyLinker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIMLINK_MAX_BEAMS", "4")
+    source = tmp_path / "texts.jsonl"
+    rows = [{"text": "Which currency does Japan use?", "top_k": 2, "num_beams": 4}, {"text": "Paris", "num_beams": 5}]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    out = tmp_path / "linked.jsonl"
+    model, index = str(tiny_linker.model_dir), str(tiny_linker.index_dir)
+    args = ["link", "--input", str(source), "--out", str(out), "--model", model, "--index", index]
+    strict = CliRunner().invoke(app, args)
+    assert strict.exit_code == 2 and '2: "num_beams" is 5, more than the limit of 4' in strict.output
+    lenient = CliRunner().invoke(app, [*args, "--lenient"])
+    assert lenient.exit_code == 0, lenient.output
+    assert [json.loads(line)["line"] for line in out.read_text().splitlines()] == [1]
 
 
 def test_tune_writes_a_model_that_evaluate_sts_loads(tmp_path: Path) -> None:
