@@ -104,7 +104,7 @@ def copy_weight_variants(engine: LinkingEngine, copy_weights: Sequence[float]) -
     return {weight: replace(engine, copy_weight=weight) for weight in copy_weights}
 
 
-SEVERAL_GAPS: tuple[float | None, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, None)
+SEVERAL_GAPS: tuple[float | None, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, None)
 """The ``several_max_gap`` values :func:`fit_several_gap` tries (None: any gap)."""
 
 
@@ -116,12 +116,12 @@ def fit_several_gap(
     progress: Progress = no_progress,
     gaps: Sequence[float | None] = SEVERAL_GAPS,
 ) -> tuple[float | None, dict[str, float]]:
-    """The ``several_max_gap`` with the best F1 on the **training** split (the engine's default
-    request plus ``several``: whole trie, its copy weight), and the F1 of each gap tried. Ties go to
-    the larger gap. The model has seen these questions, so its beams are surer of them than of new
-    ones; the fit is still the only choice made without the dev split."""
+    """The ``several_max_gap`` with the best F1 on the **training** split, for the request that finds
+    several entities best (``candidates: auto`` and ``several``, at the engine's copy weight), and the
+    F1 of each gap tried. Ties go to the larger gap. The model has seen these questions, so its beams
+    are surer of them than of new ones; the fit is still the only choice made without the dev split."""
     variants = {gap: replace(engine, several_max_gap=gap) for gap in gaps}
-    found = generative_predictions(engine, data.train, num_beams, batch_size, progress, None, variants)
+    found = generative_predictions(engine, data.train, num_beams, batch_size, progress, AUTO, variants)
     on_train = replace(data, dev=data.train)
     scores = {gap: score_predictions(on_train, found[gap][1], 0.0)["f1"] for gap in gaps}
     best = max(gaps, key=lambda gap: (scores[gap], float("inf") if gap is None else gap))

@@ -117,7 +117,8 @@ class LinkQuery:
 
     ``several`` asks for every entity the text mentions instead of the beam's ranking: the best
     result, then each further beam whose name the text writes where no name already chosen is
-    written, one entity per name (at most ``top_k``)."""
+    written (and that is not part of a chosen name the text does not write as such), one entity
+    per name (at most ``top_k``)."""
 
     text: str
     task: Task = "entity"
@@ -398,9 +399,13 @@ class LinkingEngine:
         self, name: str, score: float, chosen: list[EntityMatch], text: str, form: MatchingForm
     ) -> tuple[int, int] | None:
         """Where the text writes a further beam's name apart from the chosen ones, if it joins a
-        ``several`` answer; None if it is not written apart, or is further than ``several_max_gap``
-        below the first."""
+        ``several`` answer; None if it is not written apart, is further than ``several_max_gap``
+        below the first, or is part of a chosen name that the text does not write as such (the text's
+        words for it belong to that name: *Warner Bros.* in a question that misspells *Warner Bros.
+        International Television*)."""
         if self.several_max_gap is not None and chosen[0].score - score > self.several_max_gap:
+            return None
+        if any(match.mention is None and find_mention(name, match.name) is not None for match in chosen):
             return None
         taken = [match.mention for match in chosen if match.mention is not None]
         return find_mention(name, text, avoid=taken, form=form)

@@ -221,6 +221,33 @@ def test_several_returns_each_entity_the_text_writes_once_and_skips_the_rest(eng
     assert [m.id for m in engine.resolve(several, unwritten_first)] == ["country:japan", "country:france"]
 
 
+@pytest.fixture(scope="module")
+def nested_names(tiny_linker: TinyLinker, tmp_path_factory: pytest.TempPathFactory) -> LinkingEngine:
+    """The tiny linker over its KB plus a name that holds another KB name (*Paris Saint-Germain*)."""
+    import json
+
+    from index.builder import KbSources, build_index
+    from models.linking.seq2seq import load_seq2seq_model
+
+    root = tmp_path_factory.mktemp("nested-names")
+    entities = root / "entities.jsonl"
+    club = {"id": "club:psg", "name": "Paris Saint-Germain", "aliases": [], "description": "A football club."}
+    entities.write_text(tiny_linker.entities.read_text() + json.dumps(club) + "\n")
+    model = load_seq2seq_model(str(tiny_linker.model_dir))
+    build_index(KbSources(entities, None), root / "index", model.tokens)
+    return LinkingEngine.open(model, root / "index")
+
+
+def test_several_leaves_out_a_name_inside_a_chosen_name_the_text_misspells(nested_names: LinkingEngine) -> None:
+    beams = _hypotheses(nested_names, [("Paris Saint-Germain", -0.2), ("Paris", -0.5), ("Japan", -0.9)])
+    misspelt = nested_names.resolve(LinkQuery("Did Paris Saint Jermain tour Japan?", several=True), beams)
+    assert [(m.id, m.mention) for m in misspelt] == [("club:psg", None), ("country:japan", (29, 34))], (
+        "the text's Paris is the club's; Japan joins"
+    )
+    written = nested_names.resolve(LinkQuery("Did Paris Saint-Germain tour Japan?", several=True), beams)
+    assert [(m.id, m.mention) for m in written] == [("club:psg", (4, 23)), ("country:japan", (29, 34))]
+
+
 def test_several_takes_one_entity_of_a_shared_name(engine: LinkingEngine) -> None:
     beams = _hypotheses(engine, [("Python", -0.1), ("France", -0.2)])
     plain = engine.resolve(LinkQuery("Python in France", top_k=5, num_beams=2), beams)
