@@ -22,8 +22,7 @@ from jobs.output import JobOutput, describe_inputs
 from jobs.rows import PAIRS, TEXTS, Row, RowKind, link_texts, read_rows, read_texts
 from jobs.runner import JobSummary, RunPlan, TaskRecipe, run_job
 from jobs.tasks import Corpus, LinkTexts, RankQueries, ScoreOptions, ScorePairs
-from models.linking import LinkerSpec, LinkLimits
-from models.linking.limits import NO_SIZE_LIMITS
+from models.linking import NO_SIZE_LIMITS, LinkerSpec, LinkLimits
 from models.loader import available_cores
 from models.similarity import EncoderSpec
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from index.kb import numbered_lines
-from models.linking.engine import AUTO, LinkQuery
 from models.linking.limits import LinkLimits, query_problem
+from models.linking.query import AUTO, LinkQuery
 
 TEXT_SUFFIXES = (".tsv", ".txt")
 JSONL_SUFFIXES = (".jsonl", ".json")

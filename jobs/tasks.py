@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from models.batching import with_threads
-from models.linking import AUTO, EntityMatch, LinkerSpec, LinkQuery, PairMatch, UnknownCandidatesError
+from models.linking import EntityMatch, LinkerSpec, LinkQuery, PairMatch, index_problem
 from models.loader import keep_helpers_on_one_thread, set_torch_threads
 from models.similarity import DEFAULT_METHOD, EncoderSpec, SimilarityEngine, TextError
 from models.similarity.scoring import rank_candidates
@@ -156,8 +156,9 @@ class RankQueries(_Task):
 
 class LinkTexts(_Task):
     """``simlink link``: rows with the fields of ``/link-entity`` -> ``{"line", "results"}`` with its
-    results (entities, or subjects and predicates with answers); a row the endpoint would refuse
-    (unknown candidate ids, kbqa without facts) is a bad row, named with its field."""
+    results (entities, or subjects and predicates with answers); a row the endpoint would refuse on
+    this index (unknown candidate ids, kbqa without facts: :func:`~models.linking.limits.index_problem`)
+    is a bad row, named with its field."""
 
     def __init__(self, linker: LinkerSpec, threads: int | None = None) -> None:
         super().__init__(threads)
@@ -165,22 +166,11 @@ class LinkTexts(_Task):
 
     def process(self, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
         queries = [LinkQuery(**row) for row in rows]  # rows hold exactly a query's checked fields
-        problems = [self._problem(query) for query in queries]
+        problems = [str(problem) if (problem := index_problem(query, self.engine)) else "" for query in queries]
         matches = iter(self.engine.link([q for q, problem in zip(queries, problems, strict=True) if not problem]))
         return [
             ("", problem) if problem else (_dump({"results": _match_rows(next(matches))}), "") for problem in problems
         ]
-
-    def _problem(self, query: LinkQuery) -> str:
-        """Why the engine cannot answer ``query`` (as ``/link-entity`` would refuse it), or ""."""
-        if not self.engine.supports(query.task):
-            return "task: the index has no facts for kbqa"
-        if query.candidates not in (None, AUTO):
-            try:
-                self.engine.check_candidates(query.candidates)
-            except UnknownCandidatesError as error:
-                return f"candidates: {error}"
-        return ""
 
 
 def _match_rows(matches: Sequence[EntityMatch | PairMatch]) -> list[dict[str, Any]]:

@@ -278,7 +278,8 @@ def _print_link_report(report: LinkReport) -> None:
         gap = report.several_max_gap["fitted"]
         serve = f"serve it with SIMLINK_LINK_SEVERAL_MAX_GAP={gap}" if gap is not None else "leave it unset"
         typer.echo(
-            f"several: gap fitted on the training split: {'none (any gap)' if gap is None else gap} "
+            "several: gap fitted on the training split for candidates auto requests: "
+            f"{'none (any gap)' if gap is None else gap} "
             f"(train F1 by gap: {json.dumps(report.several_max_gap['train_f1'])}); {serve}"
         )
     if report.dense_candidates:

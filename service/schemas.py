@@ -231,8 +231,8 @@ class LinkRequest(_Strict):
     several: bool = Field(
         False,
         description="Entity task: every entity the text mentions instead of a ranking of answers for one: the "
-        "best result, then each further beam whose name the text writes where no chosen name is written, one "
-        "entity per name (at most top_k).",
+        "best result, then each further beam whose name the text writes where no chosen name is written (and "
+        "that is not part of a chosen name the text does not write as such), one entity per name (at most top_k).",
     )
 
 

@@ -128,8 +128,8 @@ class Settings(BaseSettings):
         ge=0.0,
         allow_inf_nan=False,
         description="With several: true, a further beam joins only if its log-probability is at most this much "
-        "below the first result's; unset: any beam whose name the text writes apart from the chosen ones. "
-        "'simlink evaluate link' fits it on the training split.",
+        "below the first result's; unset: any gap (the other rules of several still apply). "
+        "'simlink evaluate link' fits it on the training split for candidates auto requests.",
     )
     link_disambiguate: bool = Field(
         True,
@@ -143,10 +143,16 @@ class Settings(BaseSettings):
         description="With candidates: auto, how many names nearest the text's sentence vector join the names it "
         "writes, where the index holds name vectors ('simlink build-index --name-vectors'); 0: none.",
     )
-    max_link_chars: int = Field(2000, ge=1, description="Longest text accepted by /link-entity (characters).")
+    max_link_chars: int = Field(
+        2000, ge=1, description="Longest text accepted by /link-entity and in a simlink link row (characters)."
+    )
     max_link_input_tokens: int = Field(256, ge=8, description="Linker input tokens kept (longer inputs are cut).")
-    max_beams: int = Field(20, ge=1, description="Largest num_beams a /link-entity request may ask for.")
-    max_link_candidates: int = Field(1000, ge=1, description="Most candidate ids in one /link-entity request.")
+    max_beams: int = Field(
+        20, ge=1, description="Largest num_beams a /link-entity request or simlink link row may ask for."
+    )
+    max_link_candidates: int = Field(
+        1000, ge=1, description="Most candidate ids in one /link-entity request or simlink link row."
+    )
     link_threads: int | None = Field(
         None,
         ge=1,

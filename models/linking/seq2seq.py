@@ -17,9 +17,10 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from index.manifest import SpecialTokens, TokenizerIdentity
+from models.linking.query import MENTION_END, MENTION_START, Task
 from models.loader import (
     DType,
     LoadedModel,
@@ -33,9 +34,6 @@ from models.loader import (
 
 logger = logging.getLogger(__name__)
 
-Task = Literal["entity", "kbqa"]
-MENTION_START = "[START_ENT]"
-MENTION_END = "[END_ENT]"
 PREDICATE_SEPARATOR = "[PRED]"
 TASK_TAGS: dict[str, str] = {"entity": "[ENTITY]", "kbqa": "[KBQA]"}
 LINKING_TOKENS = (MENTION_START, MENTION_END, PREDICATE_SEPARATOR, *TASK_TAGS.values())

@@ -25,7 +25,8 @@ from index.kb import (
 )
 from index.manifest import SpecialTokens
 from models.linking.candidates import writes_chinese
-from models.linking.seq2seq import MENTION_END, MENTION_START, Task, format_input
+from models.linking.query import MENTION_END, MENTION_START, Task
+from models.linking.seq2seq import format_input
 
 QUESTION_TEMPLATES = (
     "what is the {predicate} of {subject}?",

@@ -9,7 +9,7 @@ from models.linking import (
     LinkingEngine,
     LinkLimits,
     LinkQuery,
-    UnknownCandidatesError,
+    index_problem,
     query_problem,
 )
 from service.dependencies import RuntimeDep
@@ -25,21 +25,16 @@ NOT_CONFIGURED = (
 )
 
 
-def _checked_query(request: LinkRequest, limits: LinkLimits) -> LinkQuery:
-    """The request as an engine query, refused with the field it gets wrong (the same checks a bulk
-    job applies to its rows)."""
+def _checked_query(request: LinkRequest, limits: LinkLimits, linker: LinkingEngine) -> LinkQuery:
+    """The request as an engine query, refused with the field it gets wrong (the checks a bulk job
+    applies to its rows)."""
     mention = (request.mention.start, request.mention.end) if request.mention else None
     query = LinkQuery(
         request.text, request.task, mention, request.top_k, request.num_beams, request.candidates, request.several
     )
-    if problem := query_problem(query, limits):
+    if problem := query_problem(query, limits) or index_problem(query, linker):
         raise FieldError(problem.field, problem.message, problem.kind)
     return query
-
-
-def _check_index_has(request: LinkRequest, linker: LinkingEngine) -> None:
-    if not linker.supports(request.task):
-        raise FieldError(("task",), "the index has no facts for kbqa (build it with 'simlink build-index --facts')")
 
 
 def _entity_result(match: EntityMatch) -> EntityResult:
@@ -65,12 +60,8 @@ async def link_entity(request: LinkRequest, runtime: RuntimeDep) -> LinkResponse
     if runtime.linker is None:
         raise HTTPException(status_code=503, detail=NOT_CONFIGURED)
     linker = runtime.linker.engine
-    query = _checked_query(request, link_limits(runtime.settings))
-    _check_index_has(request, linker)
-    try:
-        matches = await runtime.linker.link(query)
-    except UnknownCandidatesError as error:
-        raise FieldError(("candidates",), str(error), "unknown_id") from error
+    query = _checked_query(request, link_limits(runtime.settings), linker)
+    matches = await runtime.linker.link(query)
     results = [
         _entity_result(match)
         if isinstance(match, EntityMatch)

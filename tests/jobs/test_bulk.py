@@ -148,7 +148,7 @@ def test_link_rows_narrow_by_candidates_and_name_unknown_ids(tmp_path: Path, tin
     assert [r["id"] for r in written[0]["results"]] == ["person:paris"], "only the candidate is answered"
     expected = spec.open().link([LinkQuery(text, top_k=3, candidates="auto")])[0]
     assert [r["id"] for r in written[1]["results"]] == [m.id for m in expected]
-    assert summary.skipped == 1 and "candidates: 1 unknown entity id(s): 'city:nowhere'" in summary.problems[0]
+    assert summary.skipped == 1 and "\"candidates\" has 1 unknown entity id(s): 'city:nowhere'" in summary.problems[0]
 
 
 def test_link_gives_the_engines_matches(tmp_path: Path, tiny_linker: TinyLinker) -> None:

@@ -114,7 +114,7 @@ def test_link_rows_take_the_request_fields_and_defaults(tmp_path: Path) -> None:
     assert read[12][2] == "\"several\" applies to task 'entity' only"
     assert read[13][1]["candidates"] == ["city:paris", "person:paris"]
     assert read[14][1]["candidates"] == "auto"
-    assert read[15][2].startswith("\"candidates\" as a list of entity ids applies to task 'entity' only")
+    assert read[15][2].startswith("\"candidates\" must be 'auto' for task 'kbqa'")
     assert read[16][2].startswith('"candidates" must be "auto" or a non-empty list')
     assert read[17][2] == '"candidates" must hold entity ids (non-empty strings)'
     assert read[18][2].startswith('"candidates" must be "auto" or a non-empty list')

@@ -246,6 +246,10 @@ def test_several_leaves_out_a_name_inside_a_chosen_name_the_text_misspells(neste
     )
     written = nested_names.resolve(LinkQuery("Did Paris Saint-Germain tour Japan?", several=True), beams)
     assert [(m.id, m.mention) for m in written] == [("club:psg", (4, 23)), ("country:japan", (29, 34))]
+    twice = nested_names.resolve(LinkQuery("Did Paris Saint-Germain tour Paris?", several=True), beams)
+    assert [(m.name, m.mention) for m in twice] == [("Paris Saint-Germain", (4, 23)), ("Paris", (29, 34))], (
+        "a name the text writes leaves a separate Paris free to join"
+    )
 
 
 def test_several_takes_one_entity_of_a_shared_name(engine: LinkingEngine) -> None:

@@ -24,7 +24,12 @@ def test_a_query_within_the_limits_has_no_problem() -> None:
         (LinkQuery("Paris", top_k=5, num_beams=4), ("top_k",), "value_error", "more than num_beams (4)"),
         (LinkQuery("Paris", candidates=("a", "b", "c")), ("candidates",), "too_long", "3 ids"),
         (LinkQuery("capital of Japan", "kbqa", mention=(0, 7)), ("mention",), "value_error", "'entity' only"),
-        (LinkQuery("capital of Japan", "kbqa", candidates=("a",)), ("candidates",), "value_error", "kbqa takes"),
+        (
+            LinkQuery("capital of Japan", "kbqa", candidates=("a",)),
+            ("candidates",),
+            "value_error",
+            "must be 'auto' for task 'kbqa'",
+        ),
         (LinkQuery("capital of Japan", "kbqa", several=True), ("several",), "value_error", "'entity' only"),
         (LinkQuery("Paris", mention=(3, 3)), ("mention", "end"), "value_error", "not after start (3)"),
         (LinkQuery("Paris", mention=(0, 6)), ("mention", "end"), "value_error", "past the end of the text (5"),

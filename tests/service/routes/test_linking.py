@@ -87,6 +87,13 @@ def test_bad_requests_name_the_field(client: Client, body: dict, field: str) -> 
     assert_names_field(client.post("/link-entity", body), field)
 
 
+def test_size_limits_and_unknown_ids_say_their_kind(client: Client) -> None:
+    too_long = client.post("/link-entity", {"text": "x" * 201}).json()["detail"][0]
+    unknown = client.post("/link-entity", {"text": "Paris", "candidates": ["city:atlantis"]}).json()["detail"][0]
+    assert (too_long["type"], unknown["type"]) == ("too_long", "unknown_id")
+    assert unknown["msg"] == "has 1 unknown entity id(s): 'city:atlantis'"
+
+
 def test_without_a_linker_the_route_says_how_to_configure_one(client_without_linker: Client) -> None:
     response = client_without_linker.post("/link-entity", {"text": "Paris"})
     assert response.status_code == 503 and response.json()["message"] == NOT_CONFIGURED
