@@ -97,10 +97,12 @@ class MatchingForm:
     folded: str  # the original text, folded (:func:`fold`): one character for one
 
     def original(self, start: int, end: int) -> tuple[int, int]:
-        """The original text's span of ``self.text[start:end]`` (``end > start``), with any combining
-        accents written after its last letter."""
+        """The original text's span of ``self.text[start:end]`` (``end > start``), with the combining
+        accents written after its last letter that the matching form dropped (a mark it keeps, after
+        a letter of another script, is a character of its own, outside the span)."""
         last = self.offsets[end - 1] + 1
-        while last < len(self.folded) and unicodedata.category(self.folded[last]).startswith("M"):
+        bound = self.offsets[end] if end < len(self.offsets) else len(self.folded)
+        while last < bound and unicodedata.category(self.folded[last]).startswith("M"):
             last += 1
         return self.offsets[start], last
 

@@ -146,6 +146,13 @@ def test_the_matching_form_keeps_each_characters_place_in_the_original() -> None
     assert form.original(0, 5) == (2, 8)  # "O’Hara", the apostrophe inside
 
 
+def test_a_span_takes_the_accents_the_matching_form_drops_and_no_mark_it_keeps() -> None:
+    accented = matching_form("Jose\u0301 Rizal")  # a combining accent after a Latin letter: dropped
+    assert accented.text == "jose rizal" and accented.original(0, 4) == (0, 5)
+    kept = matching_form("00000\x80\U0001cf00")  # a mark after a non-Latin character is kept as its own
+    assert kept.text == "00000\x80\U0001cf00" and kept.original(0, 6) == (0, 6)
+
+
 @given(st.text(min_size=1, max_size=40), st.data())
 def test_every_match_is_a_surface_of_its_name_at_its_offsets(text: str, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, len(text) - 1))
