@@ -41,6 +41,8 @@ _EXPORTS = {
     "QueryProblem": "limits",
     "query_problem": "limits",
     "index_problem": "limits",
+    "task_problem_on": "limits",
+    "unknown_ids_problem": "limits",
     "NO_SIZE_LIMITS": "limits",
     "Example": "training_data",
     "entity_examples": "training_data",

@@ -58,15 +58,28 @@ def query_problem(query: LinkQuery, limits: LinkLimits) -> QueryProblem | None:
 
 def index_problem(query: LinkQuery, engine: LinkingEngine) -> QueryProblem | None:
     """The first problem with ``query`` on ``engine``'s index (a kbqa query on an index built
-    without facts, candidate ids the index does not hold), or None."""
-    if not engine.supports(query.task):
-        return QueryProblem(("task",), "the index has no facts for kbqa (build it with 'simlink build-index --facts')")
+    without facts, candidate ids the index does not hold), or None. The server's route asks only
+    :func:`task_problem_on`: its async façade looks the ids up itself, once, off the event loop."""
+    if problem := task_problem_on(query, engine):
+        return problem
     if query.candidates not in (None, AUTO):
         try:
             engine.check_candidates(query.candidates)  # type: ignore[arg-type]
         except UnknownCandidatesError as error:
-            return QueryProblem(("candidates",), f"has {error}", "unknown_id")
+            return unknown_ids_problem(error)
     return None
+
+
+def task_problem_on(query: LinkQuery, engine: LinkingEngine) -> QueryProblem | None:
+    """A kbqa query on an index built without facts, or None."""
+    if engine.supports(query.task):
+        return None
+    return QueryProblem(("task",), "the index has no facts for kbqa (build it with 'simlink build-index --facts')")
+
+
+def unknown_ids_problem(error: UnknownCandidatesError) -> QueryProblem:
+    """The problem of candidate ids the index does not hold, wherever they were looked up."""
+    return QueryProblem(("candidates",), f"has {error}", "unknown_id")
 
 
 def _size_problem(query: LinkQuery, limits: LinkLimits) -> QueryProblem | None:

@@ -9,8 +9,10 @@ from models.linking import (
     LinkingEngine,
     LinkLimits,
     LinkQuery,
-    index_problem,
+    UnknownCandidatesError,
     query_problem,
+    task_problem_on,
+    unknown_ids_problem,
 )
 from service.dependencies import RuntimeDep
 from service.errors import ERROR_RESPONSES, FieldError
@@ -27,12 +29,12 @@ NOT_CONFIGURED = (
 
 def _checked_query(request: LinkRequest, limits: LinkLimits, linker: LinkingEngine) -> LinkQuery:
     """The request as an engine query, refused with the field it gets wrong (the checks a bulk job
-    applies to its rows)."""
+    applies to its rows; unknown candidate ids are the façade's to find)."""
     mention = (request.mention.start, request.mention.end) if request.mention else None
     query = LinkQuery(
         request.text, request.task, mention, request.top_k, request.num_beams, request.candidates, request.several
     )
-    if problem := query_problem(query, limits) or index_problem(query, linker):
+    if problem := query_problem(query, limits) or task_problem_on(query, linker):
         raise FieldError(problem.field, problem.message, problem.kind)
     return query
 
@@ -61,7 +63,11 @@ async def link_entity(request: LinkRequest, runtime: RuntimeDep) -> LinkResponse
         raise HTTPException(status_code=503, detail=NOT_CONFIGURED)
     linker = runtime.linker.engine
     query = _checked_query(request, link_limits(runtime.settings), linker)
-    matches = await runtime.linker.link(query)
+    try:
+        matches = await runtime.linker.link(query)  # looks the candidate ids up first, off the event loop
+    except UnknownCandidatesError as error:
+        problem = unknown_ids_problem(error)
+        raise FieldError(problem.field, problem.message, problem.kind) from error
     results = [
         _entity_result(match)
         if isinstance(match, EntityMatch)
