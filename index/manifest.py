@@ -22,11 +22,13 @@ class IndexLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class TokenizerIdentity:
-    """Which tokenizer produced an index's token ids: its name and a hash of its vocabulary."""
+    """Which tokenizer produced an index's token ids: its name and a hash of its vocabulary (and of
+    the tokens its linker's decoder writes, when training restricted them to ``output_tokens``)."""
 
     name: str
     vocab_sha256: str
     vocab_size: int
+    output_tokens: int | None = None
 
     @classmethod
     def from_vocab(cls, name: str, vocab: dict[str, int], rules: str = "") -> TokenizerIdentity:
@@ -36,7 +38,8 @@ class TokenizerIdentity:
         return cls(name, hashlib.sha256(canonical.encode()).hexdigest(), len(vocab))
 
     def __str__(self) -> str:
-        return f"{self.name} (vocabulary {self.vocab_size} tokens, sha256 {self.vocab_sha256[:12]})"
+        written = "" if self.output_tokens is None else f", of which its decoder writes {self.output_tokens}"
+        return f"{self.name} (vocabulary {self.vocab_size} tokens{written}, sha256 {self.vocab_sha256[:12]})"
 
 
 @dataclass(frozen=True)

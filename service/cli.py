@@ -604,15 +604,24 @@ def train(
             "[UNK]) as tokens, growing the model to match; a no-op when there are none."
         ),
     ] = True,
+    output_vocabulary: Annotated[
+        str,
+        typer.Option(
+            help="kb: a bert2bert decoder writes only the tokens of the KB's names and predicates (a smaller output "
+            "layer, faster linking; an index of names needing other tokens is refused); full: every token."
+        ),
+    ] = "kb",
     threads: ThreadsOption = None,
 ) -> None:
     """Fine-tune the seq2seq linker on a knowledge base (and labelled data, if any)."""
     from index.kb import KbFormatError
-    from models.linking.trainer import TrainConfig, load_for_training
+    from models.linking.trainer import OUTPUT_CHOICES, TrainConfig, load_for_training
     from models.linking.training_data import examples_from_files
     from models.loader import set_torch_threads
 
     set_torch_threads(threads)
+    if output_vocabulary not in OUTPUT_CHOICES:
+        raise _fail(f"--output-vocabulary must be one of {', '.join(OUTPUT_CHOICES)}, got {output_vocabulary!r}")
     try:
         examples = examples_from_files(entities, facts, labelled, seed)
         seq2seq = load_for_training(model, out, resume, seed, decoder_layers)
@@ -627,6 +636,7 @@ def train(
         seed=seed,
         bf16=bf16,
         extend_vocab=extend_vocab,
+        output_vocabulary=output_vocabulary,  # type: ignore[arg-type]  # checked above
     )
     _train_with_progress(seq2seq, examples, out, config, resume)
 
@@ -646,9 +656,22 @@ def _train_with_progress(
         def on_vocabulary(vocabulary: VocabularyReport) -> None:
             typer.echo(f"vocabulary: {vocabulary}")
 
+        def on_output(tokens: int) -> None:
+            typer.echo(
+                f"output vocabulary: the decoder writes {tokens:,} of {len(seq2seq.tokenizer):,} tokens, those of "
+                "the names and predicates it learns (--output-vocabulary full for every token)"
+            )
+
         try:
             report = run_training(
-                seq2seq, examples, out, config, resume=resume, on_step=on_step, on_vocabulary=on_vocabulary
+                seq2seq,
+                examples,
+                out,
+                config,
+                resume=resume,
+                on_step=on_step,
+                on_vocabulary=on_vocabulary,
+                on_output=on_output,
             )
         except ValueError as error:
             raise _fail(str(error)) from error

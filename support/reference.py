@@ -29,18 +29,22 @@ def linprog_transport(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
 @dataclass
 class TrieConstraint:
     """``generate``'s ``prefix_allowed_tokens_fn`` for a batch whose row ``i`` is constrained by
-    ``tries[i]``: a prefix with no continuation is offered only the end token (recent transformers
-    raise on an empty allowed list)."""
+    ``tries[i]`` (in tokenizer ids; ``generate`` speaks the decoder's own): a prefix with no
+    continuation is offered only the end token (recent transformers raise on an empty allowed list)."""
 
     tries: Sequence[NextTokenSource]
-    prefix_length: int
-    end_token: int
+    model: Seq2SeqModel
+
+    def __post_init__(self) -> None:
+        self.prefix_length = self.model.decoder_prefix_length
+        self.end_token = self.model.tokens.special_tokens.end
 
     def __call__(self, batch_id: int, input_ids: torch.Tensor) -> Sequence[int]:
-        allowed = self.tries[batch_id].next_tokens(input_ids[self.prefix_length :].tolist())
+        prefix = self.model.tokenizer_ids(input_ids[self.prefix_length :].numpy())
+        allowed = self.tries[batch_id].next_tokens(prefix.tolist())
         if len(allowed) == 0:
-            return [self.end_token]
-        return torch.from_numpy(np.asarray(allowed, dtype=np.int64))
+            allowed = [self.end_token]
+        return torch.from_numpy(self.model.decoder_ids(allowed))
 
 
 def _finished(tokens: list[int], end_token: int) -> tuple[int, ...]:
@@ -71,7 +75,7 @@ def transformers_beam_search(
             num_beams=num_beams,
             num_return_sequences=num_beams,
             max_new_tokens=max_new_tokens,
-            prefix_allowed_tokens_fn=TrieConstraint(tries, prefix_length, end_token),
+            prefix_allowed_tokens_fn=TrieConstraint(tries, model),
             do_sample=False,
             min_length=0,
             no_repeat_ngram_size=0,
@@ -81,7 +85,8 @@ def transformers_beam_search(
             return_dict_in_generate=True,
             output_scores=True,
         )
-    sequences = output.sequences[:, prefix_length:].view(len(inputs), num_beams, -1).tolist()
+    decoded = model.tokenizer_ids(output.sequences[:, prefix_length:].numpy())
+    sequences = decoded.reshape(len(inputs), num_beams, -1).tolist()
     scores = output.sequences_scores.view(len(inputs), num_beams).tolist()
     results: list[list[Hypothesis]] = []
     for row, trie in enumerate(tries):

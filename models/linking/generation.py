@@ -12,6 +12,9 @@ It is the beam search of transformers' ``generate`` (``num_beams``, no length pe
   decoder's batch; a step only ever runs real beams (``generate`` keeps ``num_beams`` rows per
   item from the first step, some of them placeholders).
 
+Names and tries are in the tokenizer's ids; the decoder's inputs and log-probabilities are in its
+own (``Seq2SeqModel.decoder_ids``: the same, or the rows of a restricted output vocabulary).
+
 Scores are sums of the model's (unconstrained) token log-probabilities, as ``generate``'s
 are: a finished name's score is its log-probability under the model. At each step an item
 keeps the best ``2 × num_beams`` candidates; those that end a name and rank in the first
@@ -25,7 +28,7 @@ beams run, so such places hold the next real names.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -164,15 +167,17 @@ def _choose(
     num_beams: int,
     end_token: int,
     last_step: bool,
+    decoder_ids: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[_Beams, list[int]]:
-    """One step's selection: every allowed continuation of every beam is scored by one gather;
+    """One step's selection: every allowed continuation of every beam is scored by one gather
+    (at the decoder's ids of the trie's tokens, ``decoder_ids``);
     per item the best ``2 × num_beams`` are split into finished names and the next beams.
     Returns the next beams and, for each, the row it continues."""
     allowed = _allowed(beams, items, end_token)
     counts = np.fromiter((len(tokens) for tokens in allowed), dtype=np.int64, count=len(allowed))
     rows = np.repeat(np.arange(len(beams)), counts)
     tokens = np.concatenate(allowed).astype(np.int64)
-    row_index, token_index = torch.from_numpy(rows), torch.from_numpy(tokens)
+    row_index, token_index = torch.from_numpy(rows), torch.from_numpy(decoder_ids(tokens))
     scores = beams.scores[row_index] + log_probs[row_index, token_index]
     ends = np.cumsum(counts)
     row_ends = np.cumsum(np.bincount(beams.items, minlength=len(items)))
@@ -237,6 +242,8 @@ def constrained_beam_search(
             if not len(beams):
                 break
             log_probs = decoder.step(beams.items, parents, step_inputs)
-            beams, parents = _choose(beams, log_probs, items, num_beams, end_token, last_step=step == steps - 1)
-            step_inputs = torch.tensor([[tokens[-1]] for tokens in beams.tokens], dtype=torch.long)
+            last_step = step == steps - 1
+            beams, parents = _choose(beams, log_probs, items, num_beams, end_token, last_step, model.decoder_ids)
+            last_tokens = [tokens[-1] for tokens in beams.tokens]
+            step_inputs = torch.from_numpy(model.decoder_ids(last_tokens)).view(-1, 1)
     return [[hypothesis for hypothesis in item.finished if hypothesis.tokens in item.trie] for item in items]

@@ -16,13 +16,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from index.trie import TokenTrie
 from models.linking.generation import constrained_beam_search
-from models.linking.seq2seq import Seq2SeqModel, load_seq2seq_model, shorten_decoder
+from models.linking.seq2seq import (
+    Seq2SeqModel,
+    is_bert2bert,
+    load_seq2seq_model,
+    restrict_output_vocabulary,
+    shorten_decoder,
+)
 from models.linking.training_data import Example, target_ids
 from models.linking.vocabulary import VocabularyReport, example_texts, extend_vocabulary, vocabulary_coverage
 from models.training import Schedule, StepCallback, latest_checkpoint, readable_as_umask, run_training_steps
@@ -47,6 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     max_input_tokens: int = 128
     extend_vocab: bool = True  # add the characters of the examples the tokenizer cannot spell (see vocabulary.py)
+    output_vocabulary: OutputChoice = "kb"  # "kb": a bert2bert decoder writes only its examples' name tokens
 
 
 @dataclass
@@ -62,9 +69,12 @@ class TrainReport:
     dev: dict[str, float]
     stopped_by: str
     vocabulary: dict[str, Any] = field(default_factory=dict)
+    output_tokens: int | None = None  # the tokens the decoder writes, when restricted
 
 
 VocabularyCallback = Callable[[VocabularyReport], None]
+OutputChoice = Literal["kb", "full"]
+OUTPUT_CHOICES: tuple[OutputChoice, ...] = ("kb", "full")
 
 
 def split_dev(
@@ -108,7 +118,7 @@ class _Batches:
         targets = self.targets(examples)
         labels = torch.full((len(targets), max(map(len, targets))), -100, dtype=torch.long)
         for row, target in enumerate(targets):
-            labels[row, : len(target)] = torch.tensor(target)
+            labels[row, : len(target)] = torch.from_numpy(self.model.decoder_ids(target))
         return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "labels": labels}
 
 
@@ -189,6 +199,20 @@ def _prepare_vocabulary(
     return vocabulary_coverage(model.tokenizer, texts)
 
 
+def restrict_to_examples(model: Seq2SeqModel, batches: _Batches, examples: Sequence[Example]) -> int | None:
+    """Lets a bert2bert decoder write only the tokens of the examples' targets (every KB name and
+    predicate has examples): its output layer, which every generation step reads, shrinks to those
+    rows (:func:`models.linking.seq2seq.restrict_output_vocabulary`). Returns how many tokens it
+    writes, or None for another architecture, which keeps its whole vocabulary."""
+    if not is_bert2bert(model.model):
+        logger.info("output vocabulary: %s is not a bert2bert model; it keeps every token", model.name)
+        return None
+    tokens = {token for target in batches.targets(examples) for token in target}
+    if model.output is not None and tokens <= set(model.output.token_ids.tolist()):
+        return len(model.output)  # a resumed run: already restricted to these
+    return len(restrict_output_vocabulary(model, tokens))
+
+
 def train(
     model: Seq2SeqModel,
     examples: Sequence[Example],
@@ -197,12 +221,16 @@ def train(
     resume: bool = False,
     on_step: StepCallback | None = None,
     on_vocabulary: VocabularyCallback | None = None,
+    on_output: Callable[[int], None] | None = None,
 ) -> TrainReport:
     """Fine-tunes ``model`` on ``examples`` and saves it to ``out_dir``.
 
     First, with ``config.extend_vocab``, the characters of the examples that the tokenizer cannot
     spell become tokens of their own (:func:`models.linking.vocabulary.extend_vocabulary`; the saved
     tokenizer keeps them); ``on_vocabulary`` is told what was added, and the report records it.
+    Then, with ``config.output_vocabulary`` "kb", a bert2bert decoder is restricted to the tokens
+    of the examples' names and predicates (:func:`restrict_to_examples`; ``on_output`` is told how
+    many); an index of names that need other tokens is then refused when it is built.
     Stops after ``config.epochs`` epochs or ``config.max_minutes``, whichever comes first.
     With ``resume`` the optimizer state and step count are read from the checkpoint under ``out_dir``
     (load the model itself from :func:`latest_checkpoint` too); the examples and options must be
@@ -219,6 +247,9 @@ def train(
     if on_vocabulary is not None and vocabulary is not None:
         on_vocabulary(vocabulary)
     batches = _Batches(model, config.max_input_tokens)
+    output_tokens = restrict_to_examples(model, batches, examples) if config.output_vocabulary == "kb" else None
+    if on_output is not None and output_tokens is not None:
+        on_output(output_tokens)
     optimizer = torch.optim.AdamW(model.model.parameters(), lr=config.learning_rate)
     schedule = Schedule(
         len(train_set),
@@ -253,6 +284,7 @@ def train(
         run.steps, steps_this_run, speed, run.seconds, run.first_loss, run.last_loss, dev, run.stopped_by
     )
     report.vocabulary = vocabulary.to_json() if vocabulary is not None else {}
+    report.output_tokens = output_tokens
     (out_dir / "training_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     (out_dir / "dev_metrics.json").write_text(json.dumps(asdict(report), indent=2, ensure_ascii=False) + "\n")
     return report

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from models.linking.seq2seq import LINKING_TOKENS, Seq2SeqModel, resize_embeddings
+from models.linking.seq2seq import LINKING_TOKENS, OutputVocabulary, Seq2SeqModel, resize_embeddings
 from models.linking.training_data import Example
 
 logger = logging.getLogger(__name__)
@@ -149,8 +149,12 @@ def _draws(rows: torch.Tensor, count: int, generator: torch.Generator) -> torch.
 
 def _token_modules(model: Any) -> list[Any]:
     """The modules with one row (or output) per token: input embeddings and output layer, of the
-    model and, for an ``EncoderDecoderModel``, of each half."""
-    parts = [model, *(getattr(model, half, None) for half in ("encoder", "decoder"))]
+    model and, for an ``EncoderDecoderModel``, of each half; the encoder's only when the decoder has
+    an :class:`~models.linking.seq2seq.OutputVocabulary` (its rows are tokens of its own choosing)."""
+    if OutputVocabulary.of(getattr(model, "config", None)) is not None:
+        parts = [model.encoder]
+    else:
+        parts = [model, *(getattr(model, half, None) for half in ("encoder", "decoder"))]
     modules = []
     for part in parts:
         for getter in ("get_input_embeddings", "get_output_embeddings"):

@@ -227,13 +227,16 @@ def nested_names(tiny_linker: TinyLinker, tmp_path_factory: pytest.TempPathFacto
     import json
 
     from index.builder import KbSources, build_index
-    from models.linking.seq2seq import load_seq2seq_model
+    from models.linking.seq2seq import encode_names, load_seq2seq_model, restrict_output_vocabulary
 
     root = tmp_path_factory.mktemp("nested-names")
     entities = root / "entities.jsonl"
     club = {"id": "club:psg", "name": "Paris Saint-Germain", "aliases": [], "description": "A football club."}
     entities.write_text(tiny_linker.entities.read_text() + json.dumps(club) + "\n")
     model = load_seq2seq_model(str(tiny_linker.model_dir))
+    assert model.output is not None, "trained on the tiny KB, its decoder writes that KB's tokens only"
+    (club_tokens,) = encode_names(model.tokenizer, [club["name"]])
+    restrict_output_vocabulary(model, [*model.output.token_ids, *club_tokens])  # new rows for the club's tokens
     build_index(KbSources(entities, None), root / "index", model.tokens)
     return LinkingEngine.open(model, root / "index")
 

@@ -50,11 +50,19 @@ WORDS = [
 ]
 
 
-def test_reference_constraint_offers_only_the_end_token_off_the_trie() -> None:
-    constraint = TrieConstraint([TokenTrie.build([[5, 6]])], prefix_length=1, end_token=102)
-    assert list(constraint(0, torch.tensor([101, 5]))) == [6]
-    assert list(constraint(0, torch.tensor([101, 7]))) == [102]  # fell off the trie
-    assert list(constraint(0, torch.tensor([101, 5, 6]))) == [102]  # complete, no continuation
+def test_reference_constraint_offers_only_the_end_token_off_the_trie(engine: LinkingEngine) -> None:
+    model = engine.model
+    (marie,) = model.tokens.encode_names(["Marie Curie"])
+    (japan,) = model.tokens.encode_names(["Japan"])
+    constraint = TrieConstraint([TokenTrie.build([marie])], model)
+    ids = model.decoder_ids  # generate speaks the decoder's ids, the trie the tokenizer's
+
+    def offered(*tokens: int) -> list[int]:
+        return list(constraint(0, torch.tensor([*model.decoder_prefix, *ids(tokens)])))
+
+    assert offered(marie[0]) == ids(marie[1:2]).tolist()
+    assert offered(japan[0]) == ids([model.tokens.special_tokens.end]).tolist()  # fell off the trie
+    assert offered(*marie) == ids([model.tokens.special_tokens.end]).tolist()  # complete, no continuation
 
 
 def test_dead_end_trie_does_not_crash_and_returns_nothing_invalid(engine: LinkingEngine) -> None:
@@ -111,17 +119,18 @@ def test_trained_linker_agrees_with_generate_and_scores_are_log_probabilities(en
     _assert_agree(ours, transformers_beam_search(model, texts, tries, num_beams=3, max_new_tokens=12))
     best = ours[0][0]  # its score is the sum of its tokens' log-probabilities, by teacher forcing
     encoded = model.tokenizer(texts[:1], return_tensors="pt")
-    decoder_inputs = torch.tensor([[model.model.config.decoder_start_token_id, *best.tokens[:-1]]])
+    decoder_inputs = torch.tensor([[*model.decoder_prefix, *model.decoder_ids(best.tokens[:-1])]])
     with torch.inference_mode():
         logits = model.model(**encoded, decoder_input_ids=decoder_inputs).logits[0]
-    log_probs = torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(best.tokens)[:, None])
+    written = torch.from_numpy(model.decoder_ids(best.tokens))[:, None]
+    log_probs = torch.log_softmax(logits.float(), -1).gather(-1, written)
     assert float(log_probs.sum()) == pytest.approx(best.score, abs=1e-4)
 
 
 def test_each_input_keeps_to_its_own_trie(engine: LinkingEngine) -> None:
     model = engine.model
     end = model.tokens.special_tokens.end
-    names = [["paris", "france"], ["japan"], ["python", "marie curie", "tokyo"]]
+    names = [["paris", "france"], ["japan"], ["python", "marie curie", "paris"]]
     tries = [TokenTrie.build([*tokens, end] for tokens in model.tokens.encode_names(group)) for group in names]
     found = constrained_beam_search(model, ["paris"] * 3, tries, num_beams=4, max_new_tokens=8)
     for group, trie, hypotheses in zip(names, tries, found, strict=True):

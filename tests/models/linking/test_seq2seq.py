@@ -31,9 +31,15 @@ def test_embedded_default_is_a_warm_started_bert2bert() -> None:
 
 
 def test_tokenizer_alone_has_the_models_identity(tiny_linker: TinyLinker) -> None:
+    alone = load_linking_tokenizer(str(tiny_linker.model_dir))
+    trained = load_seq2seq_model(str(tiny_linker.model_dir)).tokens
+    assert alone.identity == trained.identity
+    assert alone.output is not None and trained.output is not None
+    assert alone.output.token_ids.tolist() == trained.output.token_ids.tolist()
+    assert alone.special_tokens == trained.special_tokens
     embedded = load_linking_tokenizer("embedded").identity
-    trained = load_seq2seq_model(str(tiny_linker.model_dir)).tokens.identity
-    assert embedded.vocab_sha256 == trained.vocab_sha256
+    assert embedded.vocab_sha256 != trained.identity.vocab_sha256, "the written tokens are part of the identity"
+    assert (embedded.vocab_size, embedded.output_tokens) == (trained.identity.vocab_size, None)
 
 
 def test_mention_markers_surround_the_span() -> None:
