@@ -592,8 +592,9 @@ def train(
     decoder_layers: Annotated[
         Optional[int],
         typer.Option(
-            help="Keep only the first N decoder layers of a bert2bert model: faster generation, slower "
-            "learning on short budgets (the README's decoder-depth figures).",
+            help="Keep only the first N decoder layers of a bert2bert model. A warm start (the embedded "
+            "MiniLM, a local encoder) keeps 2 by default (the README's decoder-depth figures); a trained model "
+            "keeps its depth.",
             min=1,
         ),
     ] = None,

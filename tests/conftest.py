@@ -81,7 +81,8 @@ def tiny_linker(tmp_path_factory: pytest.TempPathFactory) -> TinyLinker:
     root = tmp_path_factory.mktemp("tiny-linker")
     entities_path, facts_path = write_tiny_kb(root / "kb")
     examples = examples_from_files(entities_path, facts_path, None)
-    model = load_for_training(None, root / "model", resume=False, seed=0)
+    # 6 decoder layers: in its few dozen steps the default 2 learn too little for the engine tests' names
+    model = load_for_training(None, root / "model", resume=False, seed=0, decoder_layers=6)
     config = TrainConfig(epochs=6, batch_size=8, learning_rate=3e-4, warmup_steps=3, dev_fraction=0.0)
     train(model, examples, root / "model", config)
     build_index(KbSources(entities_path, facts_path), root / "index", model.tokens)

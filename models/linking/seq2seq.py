@@ -328,6 +328,13 @@ def is_encoder_only(source: ModelSource) -> bool:
         return not AutoConfig.from_pretrained(source.location).is_encoder_decoder
 
 
+def is_warm_start(model: str | None) -> bool:
+    """Whether :func:`load_seq2seq_model` warm-starts ``model`` as a new bert2bert (the embedded
+    MiniLM, or a local encoder-only directory) rather than loading a seq2seq model as it is."""
+    source = resolve_model_source(model)
+    return source.kind == "embedded" or is_encoder_only(source)
+
+
 def _warm_started_bert2bert(source: ModelSource, dtype: DType) -> LoadedModel:
     from transformers import AutoTokenizer, EncoderDecoderModel
 

@@ -140,6 +140,21 @@ def test_a_shorter_decoder_keeps_its_first_layers_and_saves_its_depth(tmp_path: 
         load_for_training(str(save_tiny_seq2seq("t5", tmp_path / "t5")), tmp_path / "out", False, decoder_layers=1)
 
 
+def test_a_warm_start_keeps_two_decoder_layers_and_a_trained_model_its_own(tmp_path: Path) -> None:
+    from models.linking.trainer import DEFAULT_DECODER_LAYERS, load_for_training
+    from tests.conftest import save_tiny_seq2seq
+
+    warm = load_for_training(None, tmp_path / "out", resume=False)
+    assert len(warm.model.decoder.bert.encoder.layer) == DEFAULT_DECODER_LAYERS == 2
+    assert len(warm.model.encoder.encoder.layer) == 6
+    source = save_tiny_seq2seq("bert2bert", tmp_path / "trained")  # a seq2seq directory: loaded as it is
+    shallow = load_for_training(str(source), tmp_path / "out", resume=False)
+    deep = load_for_training(None, tmp_path / "out", resume=False, decoder_layers=6)
+    assert len(shallow.model.decoder.bert.encoder.layer) == 2 and len(deep.model.decoder.bert.encoder.layer) == 6
+    kept = load_for_training(str(save_tiny_seq2seq("t5", tmp_path / "t5")), tmp_path / "out", resume=False)
+    assert kept.model.config.num_decoder_layers == 1, "other architectures keep their depth"
+
+
 def test_a_chinese_kb_gives_chinese_questions_and_description_examples(tmp_path: Path) -> None:
     from tests.conftest import write_chinese_kb
 
