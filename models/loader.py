@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -250,6 +250,11 @@ def load_encoder_model(model: str | None = None, dtype: str = "fp32") -> LoadedM
     (:func:`choose_dtype`), and the loaded model says which precision was chosen and why."""
     from transformers import AutoModel
 
+    return load_chosen(dtype, lambda chosen: load_pretrained(resolve_model_source(model), AutoModel, chosen))
+
+
+def load_chosen(dtype: str, load: Callable[[DType], LoadedModel]) -> LoadedModel:
+    """``load`` in the precision ``dtype`` resolves to (:func:`choose_dtype`; ``auto`` included),
+    the loaded model recording why that one."""
     choice = choose_dtype(dtype)
-    loaded = load_pretrained(resolve_model_source(model), AutoModel, choice.dtype)
-    return replace(loaded, dtype_reason=choice.reason)
+    return replace(load(choice.dtype), dtype_reason=choice.reason)

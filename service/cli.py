@@ -470,7 +470,7 @@ def _kgclue_linker(model: str, paths: tuple[Path, Path, Path], index: Path) -> L
 
     entities, facts, _ = paths
     try:
-        seq2seq = load_seq2seq_model(model)
+        seq2seq = load_seq2seq_model(model, _settings().link_dtype)
         build_index(KbSources(entities, facts), index, seq2seq.tokens, progress=_progress)
         return LinkingEngine.open(seq2seq, index)
     except (ModelLoadError, IndexLoadError, ValueError) as error:

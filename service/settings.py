@@ -115,7 +115,11 @@ class Settings(BaseSettings):
     link_index: Path | None = Field(
         None, description="Index directory written by 'simlink build-index' with the linker's tokenizer."
     )
-    link_dtype: Literal["fp32", "bf16"] = Field("fp32", description="The linker's weights' precision.")
+    link_dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="The linker's weights' precision. auto: bf16 where the CPU computes it natively (AVX512-BF16 or "
+        "AMX), fp32 elsewhere; /info says which was chosen and why.",
+    )
     link_copy_weight: float = Field(
         1.0,
         ge=0.0,

@@ -35,7 +35,7 @@ from models.linking.disambiguation import DescriptionScorer, Disambiguator
 from models.linking.generation import Hypothesis, NextTokenSource, constrained_beam_search
 from models.linking.query import AUTO, MENTION_END, MENTION_START, LinkQuery, Task, UnknownCandidatesError
 from models.linking.seq2seq import Seq2SeqModel, format_input, load_seq2seq_model
-from models.loader import DType
+from models.loader import DTypeSetting
 from models.similarity.encoder import EncoderSpec, TokenEncoder
 from models.similarity.engine import SimilarityEngine
 
@@ -48,7 +48,9 @@ class LinkerSpec:
     model: str
     index: Path
     _: KW_ONLY
-    dtype: DType = "fp32"
+    dtype: DTypeSetting = "auto"
+    """The linker's precision: ``auto`` is bf16 where the CPU computes it natively
+    (:func:`models.loader.choose_dtype`)."""
     max_input_tokens: int = 256
     encoder: EncoderSpec | None = None
     """The sentence encoder behind disambiguation and dense candidates; without one, neither runs

@@ -35,6 +35,7 @@ from models.loader import (
     LoadedModel,
     ModelSource,
     in_eval_mode,
+    load_chosen,
     load_pretrained,
     load_tokenizer,
     loading,
@@ -447,20 +448,23 @@ def shorten_decoder(model: Seq2SeqModel, layers: int) -> None:
     network.config.decoder.num_hidden_layers = layers
 
 
-def load_seq2seq_model(model: str | None = None, dtype: DType = "fp32") -> Seq2SeqModel:
+def load_seq2seq_model(model: str | None = None, dtype: str = "fp32") -> Seq2SeqModel:
     """Loads the seq2seq linker: ``None``/``"embedded"`` warm-starts bert2bert from the embedded MiniLM,
     a local encoder-only directory (:func:`is_encoder_only`) warm-starts bert2bert from that encoder,
-    and a seq2seq directory or hub name loads as it is.
+    and a seq2seq directory or hub name loads as it is. ``dtype`` may be ``auto``
+    (:func:`models.loader.choose_dtype`); the loaded model says which precision was chosen and why.
 
     Raises :class:`models.loader.ModelLoadError` naming the path on any failure.
     """
     from transformers import AutoModelForSeq2SeqLM
 
     source = resolve_model_source(model)
-    loaded = (
-        _warm_started_bert2bert(source, dtype)
-        if source.kind == "embedded" or is_encoder_only(source)
-        else load_pretrained(source, AutoModelForSeq2SeqLM, dtype)
+    warm_start = source.kind == "embedded" or is_encoder_only(source)
+    loaded = load_chosen(
+        dtype,
+        lambda chosen: _warm_started_bert2bert(source, chosen)
+        if warm_start
+        else load_pretrained(source, AutoModelForSeq2SeqLM, chosen),
     )
     if add_linking_tokens(loaded.tokenizer):
         resize_embeddings(loaded.model, len(loaded.tokenizer))

@@ -13,7 +13,7 @@ from models.linking.engine import LinkerSpec
 from models.loader import keep_helpers_on_one_thread
 from service.runtime import build_encoder, threads_per_worker
 from service.settings import Settings
-from tests.conftest import save_tiny_roberta
+from tests.conftest import TinyLinker, save_tiny_roberta
 
 
 def test_helpers_are_kept_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,6 +71,23 @@ def test_the_default_precision_is_chosen_from_the_cpu_and_says_why() -> None:
     expected = choose_dtype("auto")
     assert (loaded.dtype, loaded.dtype_reason) == (expected.dtype, expected.reason)
     assert loaded.dtype_reason.startswith("auto: ")
+
+
+def test_the_linkers_default_precision_is_chosen_from_the_cpu_too(tiny_linker: TinyLinker) -> None:
+    from models.loader import choose_dtype
+    from service.runtime import build_linker
+
+    expected = choose_dtype("auto")
+    settings = Settings(link_model=str(tiny_linker.model_dir), link_index=tiny_linker.index_dir)
+    linker = build_linker(settings)
+    assert linker is not None
+    described = linker.describe()["model"]
+    assert (described["dtype"], described["dtype_reason"]) == (expected.dtype, expected.reason)
+    assert str(linker.model.model.dtype) == {"bf16": "torch.bfloat16", "fp32": "torch.float32"}[expected.dtype]
+    linker.close()
+    explicit = build_linker(settings.model_copy(update={"link_dtype": "fp32"}))
+    assert explicit is not None and explicit.describe()["model"]["dtype_reason"] == "set explicitly"
+    explicit.close()
 
 
 def test_the_linker_gets_the_servers_encoder_for_disambiguation_or_dense_candidates(tmp_path: Path) -> None:

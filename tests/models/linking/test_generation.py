@@ -15,7 +15,7 @@ from models.linking.engine import LinkingEngine
 from models.linking.generation import Hypothesis, constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, load_seq2seq_model
 from support.reference import TrieConstraint, search_agreement, transformers_beam_search
-from tests.conftest import save_tiny_seq2seq
+from tests.conftest import TinyLinker, save_tiny_seq2seq
 
 WORDS = [
     "river",
@@ -188,3 +188,38 @@ def test_the_fused_layout_follows_weights_changed_in_place(tmp_path: Path) -> No
         again = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
         own = model.model.get_encoder()(**encoded).last_hidden_state
     assert not torch.allclose(after, again) and torch.allclose(again, own, atol=1e-5)
+
+
+def test_the_fused_bert_passes_in_bf16_give_the_bf16_models_own_log_probabilities(tmp_path: Path) -> None:
+    """The same arithmetic in bf16 (``SIMLINK_LINK_DTYPE``): the fused passes read the model's
+    own bf16 weights and round about as its modules do."""
+    from models.linking.generation import decoder_steps, encoder_states
+
+    model = load_seq2seq_model(str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5)), "bf16")
+    assert model.loaded.dtype == "bf16" and model.model.dtype == torch.bfloat16
+    encoded = model.tokenizer(["river stone", "a longer input with padding"], padding=True, return_tensors="pt")
+    start = model.model.config.decoder_start_token_id
+    with torch.inference_mode():
+        states = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
+        log_probs = decoder_steps(model.model, states, encoded["attention_mask"]).step(
+            [0, 1], None, torch.tensor([[start], [start]])
+        )
+        own = model.model(**encoded, decoder_input_ids=torch.tensor([[start], [start]])).logits[:, -1]
+    assert states.dtype == torch.bfloat16 and log_probs.dtype == torch.float32
+    own_log_probs = torch.log_softmax(own.float(), -1)
+    assert (log_probs - own_log_probs).abs().max() < 1e-2 < own_log_probs.std()
+
+
+def test_a_bf16_linker_finds_the_fp32_linkers_names_with_close_scores(
+    engine: LinkingEngine, tiny_linker: TinyLinker
+) -> None:
+    bf16 = load_seq2seq_model(str(tiny_linker.model_dir), "bf16")
+    texts = ["Who founded Paris?", "Python is a language", "capital of France", "Marie Curie was born where?"]
+    tries = [engine.index.entity_trie] * len(texts)
+    exact = constrained_beam_search(engine.model, texts, tries, num_beams=3, max_new_tokens=12)
+    rounded = constrained_beam_search(bf16, texts, tries, num_beams=3, max_new_tokens=12)
+    for ours, theirs in zip(rounded, exact, strict=True):
+        assert ours and all(hypothesis.tokens in engine.index.entity_trie for hypothesis in ours)
+        assert ours[0].tokens == theirs[0].tokens
+        scores = {hypothesis.tokens: hypothesis.score for hypothesis in theirs}
+        assert all(abs(h.score - scores[h.tokens]) < 0.25 for h in ours if h.tokens in scores)
