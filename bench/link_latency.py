@@ -8,7 +8,12 @@ in alternating rounds (this machine's speed drifts), one LC-QuAD dev question at
 - our trie-constrained beam search in process (``LinkingEngine.link``), with the time spent in
   trie lookups recorded (the constraint's overhead);
 - ``generate`` with ``prefix_allowed_tokens_fn`` (the previous path) in process;
-- unconstrained ``generate`` in process: **the reference**, the ratio's denominator.
+- unconstrained ``generate`` in process: **the reference**, the ratio's denominator, in fp32;
+- the same in bf16, beside it: how much of the gap is the precision alone.
+
+The server and our in-process search load the model as the server does by default
+(``SIMLINK_LINK_DTYPE=auto``: bf16 on a CPU that computes it natively); the references and the
+``generate`` + trie path run the fp32 model.
 
 Each timing starts ``--pause-ms`` after the one before: after a parallel region, torch's OpenMP
 threads spin-wait for several milliseconds before they sleep, and threads spinning in one process
@@ -16,7 +21,8 @@ threads spin-wait for several milliseconds before they sleep, and threads spinni
 benchmark process beside its server. ``--pause-ms 0`` measures back to back.
 
 It checks that our search and ``generate`` return the same names with scores within 1e-4 on
-``--check`` questions, and measures 16 concurrent clients against 1 over HTTP.
+``--check`` questions (both on the fp32 model), how often the served precision finds the same
+names as fp32, and measures 16 concurrent clients against 1 over HTTP.
 
     python -m bench.link_latency --model runs/lcquad-model [--names 1000000] [--questions 100] [--rounds 3]
         [--index DIR]   (build the index into DIR, or reuse the one DIR holds)  [--pause-ms 50]
@@ -54,6 +60,7 @@ PATHS = (
     "ours, trie-constrained, in process",
     "generate + prefix_allowed_tokens_fn, in process",
     "generate, unconstrained, in process (reference)",
+    "generate, unconstrained, bf16, in process",
 )
 
 
@@ -142,6 +149,28 @@ def check_outputs(model: Seq2SeqModel, trie: TokenTrie, questions: list[str], be
     )
 
 
+def check_precision(
+    served: Seq2SeqModel, exact: Seq2SeqModel, trie: TokenTrie, questions: list[str], beams: int, max_new: int
+) -> str:
+    """Our search in the served precision against the same search in fp32, on the same inputs."""
+    if served.loaded.dtype == exact.loaded.dtype:
+        return f"served in {served.loaded.dtype}, as checked above"
+    inputs = [format_input(text, "entity") for text in questions]
+    pairs = []
+    for start in range(0, len(inputs), 20):
+        batch = inputs[start : start + 20]
+        found = (constrained_beam_search(m, batch, [trie] * len(batch), beams, max_new) for m in (served, exact))
+        pairs += [(a, b) for a, b in zip(*found, strict=True) if a and b]
+    same_best = [(a[0].score, b[0].score) for a, b in pairs if a[0].tokens == b[0].tokens]
+    same_names = sum([h.tokens for h in a] == [h.tokens for h in b] for a, b in pairs)
+    differences = [abs(x - y) for x, y in same_best]
+    return (
+        f"{served.loaded.dtype} ({served.loaded.dtype_reason}) against fp32, {len(pairs)} questions: same best name "
+        f"{len(same_best)}, same names in the same order {same_names}; best name's score difference median "
+        f"{float(np.median(differences)):.3f}, largest {max(differences):.3f}"
+    )
+
+
 def concurrency(base_url: str, questions: list[str], beams: int, clients: int, repeat: int) -> tuple[float, ...]:
     """Questions/s, p50 and p99 (ms) with ``clients`` concurrent connections."""
     requests = [prepare_post(base_url, "/link-entity", {"text": q, "num_beams": beams}) for q in questions] * repeat
@@ -169,24 +198,29 @@ def main() -> None:
     lcquad = read_lcquad(data_dir() / "lcquad1")
     questions = [q.text for q in lcquad.dev[: args.questions]]
     model = load_seq2seq_model(args.model)
+    served = load_seq2seq_model(args.model, "auto")
+    bf16 = served if served.loaded.dtype == "bf16" else load_seq2seq_model(args.model, "bf16")
     with tempfile.TemporaryDirectory() as tmp:
         index_path = args.index or Path(tmp) / "index"
         if args.index is not None and (args.index / "manifest.json").exists():
             print(f"index reused from {args.index}")
         else:
             build_synthetic_index(model, lcquad.names, args.names, index_path, Path(tmp))
-        engine = LinkingEngine.open(model, index_path)
+        engine = LinkingEngine.open(served, index_path)
         max_new = engine.index.manifest.counts["longest_entity_sequence"] + 1
         trie = engine.index.entity_trie
         check_questions = [q.text for q in (lcquad.dev + lcquad.train)[: args.check]]
         print("outputs equal:", check_outputs(model, trie, check_questions, args.beams, max_new))
+        print("served precision:", check_precision(served, model, trie, check_questions, args.beams, max_new))
 
         env = {"SIMLINK_LINK_MODEL": args.model, "SIMLINK_LINK_INDEX": str(index_path)}
         timings: dict[str, list[list[float]]] = {path: [] for path in PATHS}
         shares: list[float] = []
         with live_server(env, timeout=600) as server, httpx.Client(timeout=120) as client:
             info = client.get(f"{server.url}/info").json()
-            print(f"server: linker threads {info['linker']['threads']}, encoder workers "
+            linker = info["linker"]
+            print(f"server: linker {linker['model']['dtype']} ({linker['model']['dtype_reason']}), "
+                  f"{linker['threads']} threads, encoder workers "
                   f"{info['batching']['encoder_workers']} x {info['batching']['torch_threads']} thread(s)")  # fmt: skip
 
             server_ms: dict[str, list[float]] = {"x-queue-time-ms": [], "x-generate-time-ms": [], "x-total-time-ms": []}
@@ -219,6 +253,8 @@ def main() -> None:
                     rows[PATHS[2]].append(timed(lambda text=text: theirs(text), pause))
                     reference = timed(lambda text=text: unconstrained(model, text, args.beams, max_new), pause)
                     rows[PATHS[3]].append(reference)
+                    in_bf16 = timed(lambda text=text: unconstrained(bf16, text, args.beams, max_new), pause)
+                    rows[PATHS[4]].append(in_bf16)
                 for path in PATHS:
                     timings[path].append(rows[path])
             one = concurrency(server.url, questions[:40], args.beams, clients=1, repeat=1)
@@ -233,12 +269,16 @@ def main() -> None:
         return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
 
     print_table(["path", "p50 ms", "p90 ms"], [[path, cell(path, 50), cell(path, 90)] for path in PATHS])
-    ratios = [
-        float(np.median(http)) / float(np.median(reference))
-        for http, reference in zip(timings[PATHS[0]], timings[PATHS[3]], strict=True)
-    ]
+
+    def ratios(reference: str) -> str:
+        values = [
+            float(np.median(http)) / float(np.median(measured))
+            for http, measured in zip(timings[PATHS[0]], timings[reference], strict=True)
+        ]
+        return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
     print(
-        f"\nHTTP p50 / reference p50: {statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]; "
+        f"\nHTTP p50 / reference p50: {ratios(PATHS[3])} (/ bf16 generate's p50: {ratios(PATHS[4])}); "
         f"trie lookups: median {100 * float(np.median(shares)):.1f} % of our in-process call"
     )
     print_table(

@@ -462,9 +462,11 @@ def load_seq2seq_model(model: str | None = None, dtype: str = "fp32") -> Seq2Seq
     warm_start = source.kind == "embedded" or is_encoder_only(source)
     loaded = load_chosen(
         dtype,
-        lambda chosen: _warm_started_bert2bert(source, chosen)
-        if warm_start
-        else load_pretrained(source, AutoModelForSeq2SeqLM, chosen),
+        lambda chosen: (
+            _warm_started_bert2bert(source, chosen)
+            if warm_start
+            else load_pretrained(source, AutoModelForSeq2SeqLM, chosen)
+        ),
     )
     if add_linking_tokens(loaded.tokenizer):
         resize_embeddings(loaded.model, len(loaded.tokenizer))
