@@ -22,7 +22,7 @@ benchmark process beside its server. ``--pause-ms 0`` measures back to back.
 
 It checks that our search and ``generate`` return the same names with scores within 1e-4 on
 ``--check`` questions (both on the fp32 model), how often the served precision finds the same
-names as fp32, and measures 16 concurrent clients against 1 over HTTP.
+names as fp32, and measures 16 concurrent clients against 1 over HTTP on the same questions.
 
     python -m bench.link_latency --model runs/lcquad-model [--names 1000000] [--questions 100] [--rounds 3]
         [--index DIR]   (build the index into DIR, or reuse the one DIR holds)  [--pause-ms 50]
@@ -257,7 +257,7 @@ def main() -> None:
                     rows[PATHS[4]].append(in_bf16)
                 for path in PATHS:
                     timings[path].append(rows[path])
-            one = concurrency(server.url, questions[:40], args.beams, clients=1, repeat=1)
+            one = concurrency(server.url, questions, args.beams, clients=1, repeat=1)
             sixteen = concurrency(server.url, questions, args.beams, clients=16, repeat=2)
 
     print(f"\n{len(questions)} LC-QuAD dev questions, one at a time, beam {args.beams}, {args.names:,}-name trie, "

@@ -192,11 +192,13 @@ def test_the_fused_layout_follows_weights_changed_in_place(tmp_path: Path) -> No
 
 def test_the_fused_bert_passes_in_bf16_give_the_bf16_models_own_log_probabilities(tmp_path: Path) -> None:
     """The same arithmetic in bf16 (``SIMLINK_LINK_DTYPE``): the fused passes read the model's
-    own bf16 weights and round about as its modules do."""
+    own bf16 weights (packed by oneDNN where torch has it) and round about as its modules do."""
+    from models.linking import fused_bert
     from models.linking.generation import decoder_steps, encoder_states
 
     model = load_seq2seq_model(str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5)), "bf16")
     assert model.loaded.dtype == "bf16" and model.model.dtype == torch.bfloat16
+    assert fused_bert.FusedBert.of(model.model).vocabulary[0].is_mkldnn == fused_bert._packs_bf16()
     encoded = model.tokenizer(["river stone", "a longer input with padding"], padding=True, return_tensors="pt")
     start = model.model.config.decoder_start_token_id
     with torch.inference_mode():
