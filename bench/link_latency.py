@@ -22,7 +22,8 @@ benchmark process beside its server. ``--pause-ms 0`` measures back to back.
 
 It checks that our search and ``generate`` return the same names with scores within 1e-4 on
 ``--check`` questions (both on the fp32 model), how often the served precision finds the same
-names as fp32, and measures 16 concurrent clients against 1 over HTTP on the same questions.
+names as fp32, and measures 16 concurrent clients against 1 over HTTP on the same questions, in
+alternating rounds.
 
     python -m bench.link_latency --model runs/lcquad-model [--names 1000000] [--questions 100] [--rounds 3]
         [--index DIR]   (build the index into DIR, or reuse the one DIR holds)  [--pause-ms 50]
@@ -257,8 +258,10 @@ def main() -> None:
                     rows[PATHS[4]].append(in_bf16)
                 for path in PATHS:
                     timings[path].append(rows[path])
-            one = concurrency(server.url, questions, args.beams, clients=1, repeat=1)
-            sixteen = concurrency(server.url, questions, args.beams, clients=16, repeat=2)
+            loads: dict[int, list[tuple[float, ...]]] = {1: [], 16: []}
+            for _ in range(args.rounds):  # alternating, as above
+                loads[1].append(concurrency(server.url, questions, args.beams, clients=1, repeat=1))
+                loads[16].append(concurrency(server.url, questions, args.beams, clients=16, repeat=2))
 
     print(f"\n{len(questions)} LC-QuAD dev questions, one at a time, beam {args.beams}, {args.names:,}-name trie, "
           f"{args.rounds} alternating rounds, {args.pause_ms:g} ms apart: "
@@ -281,11 +284,18 @@ def main() -> None:
         f"\nHTTP p50 / reference p50: {ratios(PATHS[3])} (/ bf16 generate's p50: {ratios(PATHS[4])}); "
         f"trie lookups: median {100 * float(np.median(shares)):.1f} % of our in-process call"
     )
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
+
+    print(f"\nconcurrency, {args.rounds} alternating rounds of 1 and 16 clients: median [range]")
     print_table(
         ["clients", "questions/s", "p50 ms", "p99 ms"],
-        [[n, f"{r[0]:.1f}", f"{r[1]:.1f}", f"{r[2]:.1f}"] for n, r in ((1, one), (16, sixteen))],
+        [[n, *(spread([r[k] for r in rounds]) for k in range(3))] for n, rounds in loads.items()],
     )
-    print(f"16 clients / 1 client, questions/s: {sixteen[0] / one[0]:.2f}x")
+    gains = [many[0] / one[0] for one, many in zip(loads[1], loads[16], strict=True)]
+    print(f"16 clients / 1 client, questions/s, per round: {statistics.median(gains):.2f}x "
+          f"[{min(gains):.2f}-{max(gains):.2f}]")  # fmt: skip
     inside = ", ".join(f"{header} {float(np.nanmedian(values)):.1f}" for header, values in server_ms.items())
     print(f"one at a time, medians of the server's own stage headers: {inside}")
 

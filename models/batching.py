@@ -6,6 +6,15 @@ to a :class:`MicroBatcher`; a worker takes everything queued (waiting up to ``ma
 for more when the queue is short), runs the batch function once in its own thread, and hands
 each request its share of the results. With several workers, batches run side by side (for a
 model whose forward pass releases Python's global lock), while the next one gathers.
+
+Under steady concurrency, a batch's requests come back together: the batch answers them all at
+once, and each client sends its next request a moment later. A worker that took whatever was
+queued the instant its batch ended would take the first of them alone and leave the rest for the
+batch after, so batches would alternate between one request and all the others. ``refill_share``
+lets the batch after a batch of several requests wait, for at most that share of the previous
+batch's time, until it holds as many requests as there were clients in flight when that batch
+ended (those it answered and those already queued); after a lone request with none queued it
+never waits.
 """
 
 from __future__ import annotations
@@ -54,9 +63,13 @@ class MicroBatcher(Generic[In, Out]):
         workers: int = 1,
         on_drop: Callable[[int], None] | None = None,
         stage: str = "compute",
+        refill_share: float = 0.0,
     ) -> None:
         if workers < 1:
             raise ValueError("a batcher needs at least one worker")
+        if refill_share < 0:
+            raise ValueError(f"refill_share must be 0 or more, got {refill_share}")
+        self._refill_share = refill_share
         self._process = process
         self._max_items = max_items
         self._max_wait = max_wait_ms / 1000.0
@@ -120,10 +133,17 @@ class MicroBatcher(Generic[In, Out]):
 
     async def _run(self) -> None:
         assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        refill = _Refill()
         while True:
-            jobs = await self._gather(await self._take())
+            jobs = await self._gather(await self._take(), refill)
+            started = loop.time()
             await self._execute(jobs)
             self._taken.difference_update(jobs)
+            ended = loop.time()
+            # the clients in flight: those just answered, who may come back, and those already waiting
+            clients = len(jobs) + self._queue.qsize()
+            refill = _Refill(clients, ended + self._refill_share * (ended - started))
 
     async def _take(self) -> _Job[In, Out]:
         assert self._queue is not None
@@ -131,7 +151,10 @@ class MicroBatcher(Generic[In, Out]):
         self._taken.add(job)
         return job
 
-    async def _gather(self, first: _Job[In, Out]) -> list[_Job[In, Out]]:
+    async def _gather(self, first: _Job[In, Out], refill: _Refill) -> list[_Job[In, Out]]:
+        """``first`` and the jobs queued after it, up to ``max_items`` items: those queued now, and
+        those that come within ``max_wait_ms`` or, while it holds fewer jobs than ``refill`` expects,
+        until ``refill``'s deadline."""
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         jobs, count = [first], len(first.items)
@@ -141,7 +164,8 @@ class MicroBatcher(Generic[In, Out]):
                 job = self._queue.get_nowait()
                 self._taken.add(job)
             except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
+                until = max(deadline, refill.until) if len(jobs) < refill.jobs else deadline
+                remaining = until - loop.time()
                 if remaining <= 0:
                     break
                 try:
@@ -180,6 +204,15 @@ class MicroBatcher(Generic[In, Out]):
             if not job.future.done():
                 job.future.set_result(outputs[start:end])
             start = end
+
+
+@dataclass(frozen=True)
+class _Refill:
+    """How many jobs the next batch may wait for (the clients in flight when the previous batch
+    ended), and until when."""
+
+    jobs: int = 0
+    until: float = 0.0
 
 
 class WorkCancelledError(RuntimeError):
@@ -244,6 +277,7 @@ class BatchedFacade(Generic[In, Out]):
         on_drop: Callable[[int], None] | None = None,
         admission: Admission | None = None,
         threads: int | None = None,
+        refill_share: float = 0.0,
     ) -> None:
         self.workers = workers
         self.threads = threads
@@ -257,6 +291,7 @@ class BatchedFacade(Generic[In, Out]):
             workers=workers,
             on_drop=on_drop,
             stage=stage,
+            refill_share=refill_share,
         )
 
     async def start(self) -> None:

@@ -205,6 +205,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
             ),
             on_drop=metrics.dropped.labels("linker").inc,
             threads=settings.link_threads or threads_per_worker(settings.workers),
+            refill_share=settings.link_batch_refill_share,
         )
     freeze_startup_objects()
     return Runtime(settings=settings, similarity=similarity, metrics=metrics, linker=async_linker)

@@ -172,6 +172,16 @@ class Settings(BaseSettings):
         "would only delay a lone request.",
     )
 
+    link_batch_refill_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="After a /link-entity batch of several requests, the next batch waits up to this share of "
+        "that batch's time for as many requests to queue: under steady concurrency the answered clients come back "
+        "together, and without a wait the first of them would run alone. A batch after a lone request never "
+        "waits; 0: never.",
+    )
+
     data_dir: Path | None = Field(None, description="Folder of evaluation data sets (e.g. ../shared/data).")
 
     @field_validator("link_model", "link_index", "data_dir", "api_keys", "api_keys_file", mode="before")

@@ -428,6 +428,7 @@ class AsyncLinkingEngine(BatchedFacade[LinkQuery, Matches]):
         admission: Admission | None = None,
         on_drop: Callable[[int], None] | None = None,
         threads: int | None = None,
+        refill_share: float = 0.0,
     ) -> None:
         super().__init__(
             engine.link,
@@ -440,6 +441,7 @@ class AsyncLinkingEngine(BatchedFacade[LinkQuery, Matches]):
             on_drop=on_drop,
             admission=admission,
             threads=threads,
+            refill_share=refill_share,
         )
         self.engine = engine
 

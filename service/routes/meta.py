@@ -105,6 +105,7 @@ def _linker_info(runtime: Runtime) -> dict[str, Any] | None:
         **runtime.linker.engine.describe(),
         "threads": runtime.linker.threads,
         "batch_wait_ms": settings.link_batch_wait_ms,
+        "batch_refill_share": settings.link_batch_refill_share,
         "limits": {
             "max_beams": settings.max_beams,
             "max_link_chars": settings.max_link_chars,

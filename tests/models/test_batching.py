@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -153,3 +154,44 @@ def test_each_facade_runs_its_batches_with_its_own_thread_count() -> None:
     finally:
         torch.set_num_threads(before)
     assert seen == {"one": [1] * 5, "two": [2] * 5}
+
+
+def _steady_clients(refill_share: float, clients: int, rounds: int) -> list[int]:
+    """Batch sizes when ``clients`` each send ``rounds`` requests one after another, each coming
+    back a few milliseconds after its answer (client ``k`` after ``k + 1`` ms), as over a network."""
+    sizes: list[int] = []
+
+    def slow(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        threading.Event().wait(0.1)  # a batch's compute
+        return items
+
+    async def client(batcher: MicroBatcher, number: int) -> None:
+        for _ in range(rounds):
+            await batcher.submit([number])
+            await asyncio.sleep((number + 1) / 1000)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(slow, max_items=100, max_wait_ms=0, refill_share=refill_share)
+        await batcher.start()
+        await asyncio.gather(*(client(batcher, number) for number in range(clients)))
+        await batcher.stop()
+
+    run(scenario())
+    return sizes
+
+
+def test_after_a_batch_of_several_the_next_waits_for_the_clients_to_come_back() -> None:
+    """The answered clients return within the refill window (half of a 100 ms batch), so every
+    batch after the first two holds all of them (without it, batches alternate between one client
+    and the others); a lone client's batches never wait for company, however long the window."""
+    sizes = _steady_clients(refill_share=0.5, clients=6, rounds=5)
+    assert sum(sizes) == 30 and all(size == 6 for size in sizes[2:]), sizes
+    began = time.monotonic()
+    assert _steady_clients(refill_share=100.0, clients=1, rounds=3) == [1, 1, 1]
+    assert time.monotonic() - began < 5  # a wait would be 10 s after each batch
+
+
+def test_a_negative_refill_share_is_refused() -> None:
+    with pytest.raises(ValueError, match="refill_share"):
+        MicroBatcher(lambda items: items, refill_share=-0.1)
