@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn import functional
 
@@ -181,6 +183,56 @@ class _Stack:
         return self.norm(_affine(hidden, layer.down) + states, layer.out_norm)
 
 
+@dataclass(frozen=True)
+class _Slots:
+    """Where each decoder row sits when the rows are grouped by input: ``items[r]`` and
+    ``slots[r]``, its place among its input's rows, ``width`` places per input. ``in_place``: the
+    rows already are every input's ``width`` rows in input order (one input's beams, or a batch
+    none of whose inputs has finished), so grouping them is a reshape."""
+
+    items: torch.Tensor
+    slots: torch.Tensor
+    width: int
+    in_place: bool
+
+    @classmethod
+    def of(cls, items: Sequence[int], inputs: int) -> _Slots:
+        """The places of rows decoding ``items`` (a short list: its arithmetic is NumPy's)."""
+        order = np.asarray(items, dtype=np.int64)
+        counts = np.bincount(order, minlength=inputs)
+        width = int(counts.max())
+        if (counts == width).all() and (np.diff(order) >= 0).all():
+            return cls(torch.from_numpy(order), torch.from_numpy(np.arange(len(order)) % width), width, True)
+        ranked = np.argsort(order, kind="stable")
+        slots = np.empty_like(order)
+        slots[ranked] = np.arange(len(order)) - (np.cumsum(counts) - counts)[order[ranked]]
+        return cls(torch.from_numpy(order), torch.from_numpy(slots), width, False)
+
+
+def _cross_attend(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor, slots: _Slots
+) -> torch.Tensor:
+    """Cross-attention of decoder rows ``[rows, heads, T, head size]`` to the encoder keys and
+    values of their inputs ``[inputs, heads, length, head size]`` (float32), returned in the
+    query's dtype. The rows of each input are attended together against its one copy of the keys
+    (a beam never copies them), in float32: the CPU's attention kernel over bf16 takes several
+    times as long for a step's one-token rows."""
+    rows, heads, length, size = query.shape
+    inputs = key.shape[0]
+    if slots.in_place:
+        grouped = query.float().view(inputs, slots.width, heads, length, size)
+    else:
+        grouped = query.new_zeros((inputs, slots.width, heads, length, size), dtype=torch.float32)
+        grouped[slots.items, slots.slots] = query.float()
+    grouped = grouped.permute(0, 2, 1, 3, 4).reshape(inputs, heads, slots.width * length, size)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)).mul_(size**-0.5).add_(bias)
+    attended = torch.matmul(torch.softmax(scores, dim=-1), value)
+    attended = attended.view(inputs, heads, slots.width, length, size).permute(0, 2, 1, 3, 4)
+    if slots.in_place:
+        return attended.reshape(rows, heads, length, size).to(query.dtype)
+    return attended[slots.items, slots.slots].to(query.dtype)
+
+
 def attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """An attention mask ``[batch, length]`` of 1/0 as an additive bias ``[batch, 1, 1, length]``."""
     return ((1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min).contiguous()
@@ -265,16 +317,16 @@ class BertDecoderSteps:
     def __init__(self, network: Any, encoder_states: torch.Tensor, encoder_mask: torch.Tensor) -> None:
         self.fused = FusedBert.of(network)
         stack = self.fused.decoder
-        self.cross_bias = attention_bias(encoder_mask, encoder_states.dtype)
-        self.cross = []
+        self.cross_bias = attention_bias(encoder_mask, torch.float32)
+        self.cross = []  # float32, see _cross_attend
         for layer in stack.layers:
             assert layer.cross is not None, "a bert2bert decoder layer has cross-attention"
             key, value = _affine(encoder_states, layer.cross.key_value).chunk(2, dim=-1)
-            self.cross.append((stack.heads_of(key), stack.heads_of(value)))
+            self.cross.append((stack.heads_of(key).float(), stack.heads_of(value).float()))
         self.past: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def step(self, items: list[int], parents: list[int] | None, tokens: torch.Tensor) -> torch.Tensor:
-        rows = torch.tensor(items, dtype=torch.long)
+        slots = _Slots.of(items, len(self.cross_bias))
         if parents is not None:
             chosen = torch.tensor(parents, dtype=torch.long)
             self.past = [(key.index_select(0, chosen), value.index_select(0, chosen)) for key, value in self.past]
@@ -282,7 +334,6 @@ class BertDecoderSteps:
         start = self.past[0][0].shape[2] if self.past else 0
         length = tokens.shape[1]
         states = stack.embed(tokens, start)
-        cross_bias = self.cross_bias.index_select(0, rows)
         past = []
         for number, layer in enumerate(stack.layers):
             query, key, value = (stack.heads_of(part) for part in _affine(states, layer.qkv).chunk(3, dim=-1))
@@ -293,9 +344,8 @@ class BertDecoderSteps:
             attended = functional.scaled_dot_product_attention(query, key, value, is_causal=start == 0 and length > 1)
             states = stack.attention_out(attended, states, layer.self_out, layer.self_norm)
             cross = layer.cross
-            cross_key, cross_value = (part.index_select(0, rows) for part in self.cross[number])
             query = stack.heads_of(_affine(states, cross.query))
-            attended = functional.scaled_dot_product_attention(query, cross_key, cross_value, attn_mask=cross_bias)
+            attended = _cross_attend(query, *self.cross[number], self.cross_bias, slots)
             states = stack.attention_out(attended, states, cross.out, cross.norm)
             states = stack.feed_forward(states, layer)
         self.past = past

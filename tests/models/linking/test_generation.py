@@ -190,26 +190,31 @@ def test_the_fused_layout_follows_weights_changed_in_place(tmp_path: Path) -> No
     assert not torch.allclose(after, again) and torch.allclose(again, own, atol=1e-5)
 
 
-def test_the_fused_bert_passes_in_bf16_give_the_bf16_models_own_log_probabilities(tmp_path: Path) -> None:
-    """The same arithmetic in bf16 (``SIMLINK_LINK_DTYPE``): the fused passes read the model's
-    own bf16 weights (packed by oneDNN where torch has it) and round about as its modules do."""
+def test_the_fused_bert_passes_in_bf16_round_no_worse_than_the_models_own_bf16_modules(tmp_path: Path) -> None:
+    """The same arithmetic in bf16 (``SIMLINK_LINK_DTYPE``), on the model's own bf16 weights (packed
+    by oneDNN where torch has it): against the fp32 model's log-probabilities, the fused passes err
+    no more than the model's own modules in bf16 do (its attention runs in float32)."""
     from models.linking import fused_bert
     from models.linking.generation import decoder_steps, encoder_states
 
-    model = load_seq2seq_model(str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5)), "bf16")
+    directory = str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5))
+    model, exact = load_seq2seq_model(directory, "bf16"), load_seq2seq_model(directory)
     assert model.loaded.dtype == "bf16" and model.model.dtype == torch.bfloat16
     assert fused_bert.FusedBert.of(model.model).vocabulary[0].is_mkldnn == fused_bert._packs_bf16()
     encoded = model.tokenizer(["river stone", "a longer input with padding"], padding=True, return_tensors="pt")
-    start = model.model.config.decoder_start_token_id
+    starts = torch.tensor([[model.model.config.decoder_start_token_id]] * 2)
+
+    def own(network: object) -> torch.Tensor:
+        return torch.log_softmax(network(**encoded, decoder_input_ids=starts).logits[:, -1].float(), -1)
+
     with torch.inference_mode():
         states = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
-        log_probs = decoder_steps(model.model, states, encoded["attention_mask"]).step(
-            [0, 1], None, torch.tensor([[start], [start]])
-        )
-        own = model.model(**encoded, decoder_input_ids=torch.tensor([[start], [start]])).logits[:, -1]
+        log_probs = decoder_steps(model.model, states, encoded["attention_mask"]).step([0, 1], None, starts)
+        truth, own_bf16 = own(exact.model), own(model.model)
     assert states.dtype == torch.bfloat16 and log_probs.dtype == torch.float32
-    own_log_probs = torch.log_softmax(own.float(), -1)
-    assert (log_probs - own_log_probs).abs().max() < 1e-2 < own_log_probs.std()
+    own_error = float((own_bf16 - truth).abs().mean())
+    assert float((log_probs - truth).abs().mean()) <= 1.1 * own_error
+    assert float((log_probs - own_bf16).abs().mean()) < own_error < float(truth.std())
 
 
 def test_a_bf16_linker_finds_the_fp32_linkers_names_with_close_scores(
@@ -225,3 +230,13 @@ def test_a_bf16_linker_finds_the_fp32_linkers_names_with_close_scores(
         assert ours[0].tokens == theirs[0].tokens
         scores = {hypothesis.tokens: hypothesis.score for hypothesis in theirs}
         assert all(abs(h.score - scores[h.tokens]) < 0.25 for h in ours if h.tokens in scores)
+
+
+def test_decoder_rows_get_their_own_place_among_their_inputs_rows_in_any_order() -> None:
+    from models.linking.fused_bert import _Slots
+
+    slots = _Slots.of([2, 0, 2, 1, 0], inputs=4)
+    assert slots.slots.tolist() == [0, 0, 1, 0, 1] and slots.width == 2 and not slots.in_place
+    assert _Slots.of([0, 0, 1, 1], inputs=2).in_place
+    assert not _Slots.of([0, 0, 1, 1], inputs=3).in_place  # the third has finished
+    assert not _Slots.of([0, 1, 0, 1], inputs=2).in_place
