@@ -164,7 +164,7 @@ def check_precision(
         pairs += [(a, b) for a, b in zip(*found, strict=True) if a and b]
     same_best = [(a[0].score, b[0].score) for a, b in pairs if a[0].tokens == b[0].tokens]
     same_names = sum([h.tokens for h in a] == [h.tokens for h in b] for a, b in pairs)
-    differences = [abs(x - y) for x, y in same_best]
+    differences = [abs(x - y) for x, y in same_best] or [float("nan")]
     return (
         f"{served.loaded.dtype} ({served.loaded.dtype_reason}) against fp32, {len(pairs)} questions: same best name "
         f"{len(same_best)}, same names in the same order {same_names}; best name's score difference median "

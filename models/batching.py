@@ -141,13 +141,41 @@ class MicroBatcher(Generic[In, Out]):
             await self._execute(jobs)
             self._taken.difference_update(jobs)
             ended = loop.time()
-            # the clients in flight: those just answered, who may come back, and those already waiting
-            clients = len(jobs) + self._queue.qsize()
+            # the clients in flight: those just answered (not those gone before), and those already waiting
+            answered = sum(not job.future.cancelled() for job in jobs)
+            clients = answered + self._queue.qsize()
             refill = _Refill(clients, ended + self._refill_share * (ended - started))
 
     async def _take(self) -> _Job[In, Out]:
         assert self._queue is not None
         job = await self._queue.get()
+        self._taken.add(job)
+        return job
+
+    async def _take_within(self, seconds: float) -> _Job[In, Out] | None:
+        """The next queued job, or None if none comes within ``seconds``. Not ``asyncio.wait_for``:
+        before Python 3.12 it can swallow a cancellation that arrives as the job it waits for
+        comes, and a stopping batcher's worker would then wait for jobs forever. Cancelled, this
+        leaves the job in the queue, or among the taken ones if it was already off the queue, so
+        that :meth:`stop` fails it either way."""
+        assert self._queue is not None
+        getter = asyncio.ensure_future(self._queue.get())
+        try:
+            await asyncio.wait({getter}, timeout=seconds)
+        except asyncio.CancelledError:
+            self._keep(getter)
+            raise
+        return self._keep(getter)
+
+    def _keep(self, getter: asyncio.Future[_Job[In, Out]]) -> _Job[In, Out] | None:
+        """The job ``getter`` took off the queue, now counted as taken; if it has none yet, it is
+        cancelled (leaving any job in the queue) and None is returned."""
+        if not getter.done():
+            getter.cancel()
+            return None
+        if getter.cancelled():
+            return None
+        job = getter.result()
         self._taken.add(job)
         return job
 
@@ -168,10 +196,10 @@ class MicroBatcher(Generic[In, Out]):
                 remaining = until - loop.time()
                 if remaining <= 0:
                     break
-                try:
-                    job = await asyncio.wait_for(self._take(), remaining)
-                except TimeoutError:
+                found = await self._take_within(remaining)
+                if found is None:
                     break
+                job = found
             jobs.append(job)
             count += len(job.items)
         return jobs

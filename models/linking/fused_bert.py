@@ -65,8 +65,16 @@ def supports(network: Any) -> bool:
 
 
 def _packs_bf16() -> bool:
-    """Whether this torch has oneDNN's packed linear ops (CPU builds with oneDNN do)."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    """Whether this torch has oneDNN's packed linear ops (CPU builds with oneDNN do) and oneDNN
+    computes bf16 on this CPU (not on one without AVX-512, or one ``ONEDNN_MAX_CPU_ISA`` caps);
+    elsewhere bf16 weights stay transposed for ``addmm``."""
+    mkldnn = torch.ops.mkldnn
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(mkldnn, "_linear_pointwise")
+        and hasattr(mkldnn, "_is_mkldnn_bf16_supported")
+        and bool(mkldnn._is_mkldnn_bf16_supported())
+    )
 
 
 def _laid_out(weight: torch.Tensor) -> torch.Tensor:

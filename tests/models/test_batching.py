@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from models.admission import ShuttingDownError
 from models.batching import MicroBatcher
 
 
@@ -195,3 +196,24 @@ def test_after_a_batch_of_several_the_next_waits_for_the_clients_to_come_back() 
 def test_a_negative_refill_share_is_refused() -> None:
     with pytest.raises(ValueError, match="refill_share"):
         MicroBatcher(lambda items: items, refill_share=-0.1)
+
+
+def test_stopping_while_a_request_arrives_in_the_refill_wait_neither_hangs_nor_loses_it() -> None:
+    """The worker waits for the clients of its last batch; a request that arrives in the same
+    loop turn as the stop is failed with the shutdown error, and the stop returns."""
+
+    async def scenario() -> tuple[bool, BaseException | None]:
+        batcher = MicroBatcher(lambda items: items, max_items=16, max_wait_ms=0, refill_share=100.0)
+        await batcher.start()
+        await asyncio.gather(batcher.submit([1]), batcher.submit([2]))  # the next batch waits for two
+        lone = asyncio.ensure_future(batcher.submit([3]))
+        await asyncio.sleep(0.01)  # the worker is waiting for a second request
+        late = asyncio.ensure_future(batcher.submit([4]))
+        stopping = asyncio.ensure_future(batcher.stop())
+        done, _ = await asyncio.wait([stopping], timeout=5)
+        await asyncio.wait([lone, late], timeout=1)
+        return bool(done), late.exception() if late.done() else None
+
+    stopped, late_error = run(scenario())
+    assert stopped
+    assert isinstance(late_error, ShuttingDownError)

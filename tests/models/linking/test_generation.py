@@ -240,3 +240,29 @@ def test_decoder_rows_get_their_own_place_among_their_inputs_rows_in_any_order()
     assert _Slots.of([0, 0, 1, 1], inputs=2).in_place
     assert not _Slots.of([0, 0, 1, 1], inputs=3).in_place  # the third has finished
     assert not _Slots.of([0, 1, 0, 1], inputs=2).in_place
+
+
+def test_a_bf16_linker_runs_where_onednn_computes_no_bf16(tmp_path: Path) -> None:
+    """With oneDNN capped below AVX-512 (as on an older CPU, or by ``ONEDNN_MAX_CPU_ISA``), bf16
+    weights are not packed and the search runs on ``addmm`` instead of failing."""
+    import os
+    import subprocess
+    import sys
+
+    directory = save_tiny_seq2seq("bert2bert", tmp_path / "b2b")
+    script = f"""
+import torch
+from models.linking import fused_bert
+from models.linking.generation import constrained_beam_search
+from models.linking.seq2seq import load_seq2seq_model
+from index.trie import TokenTrie
+model = load_seq2seq_model({str(directory)!r}, "bf16")
+end = model.tokens.special_tokens.end
+trie = TokenTrie.build([*tokens, end] for tokens in model.tokens.encode_names(["river stone", "light"]))
+found = constrained_beam_search(model, ["river"], [trie], num_beams=2, max_new_tokens=6)
+print(fused_bert._packs_bf16(), fused_bert.FusedBert.of(model.model).vocabulary[0].is_mkldnn, len(found[0]))
+"""
+    environment = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-3:] == ["False", "False", "2"]
