@@ -51,7 +51,7 @@ from evaluation.lcquad import read_lcquad
 from index.builder import KbSources, build_index
 from index.trie import TokenTrie
 from models.linking.engine import LinkingEngine, LinkQuery
-from models.linking.generation import constrained_beam_search
+from models.linking.generation import Hypothesis, constrained_beam_search
 from models.linking.seq2seq import Seq2SeqModel, format_input, load_seq2seq_model
 from support.reference import search_agreement, transformers_beam_search
 from support.server import live_server
@@ -128,14 +128,27 @@ def timed(work: Callable[[], object], pause: float = 0.0) -> float:
     return time.perf_counter() - begin
 
 
-def check_outputs(model: Seq2SeqModel, trie: TokenTrie, questions: list[str], beams: int, max_new: int) -> str:
-    """Ours against ``generate`` on the same inputs (see ``support.reference.SearchAgreement``)."""
+def searched(
+    search: Callable[..., list[list[Hypothesis]]],
+    model: Seq2SeqModel,
+    trie: TokenTrie,
+    questions: list[str],
+    beams: int,
+    max_new: int,
+) -> list[list[Hypothesis]]:
+    """``search`` (ours or ``generate``'s) over the questions as entity inputs, 20 at a time."""
     inputs = [format_input(text, "entity") for text in questions]
-    ours, theirs = [], []
+    found: list[list[Hypothesis]] = []
     for start in range(0, len(inputs), 20):
         batch = inputs[start : start + 20]
-        ours += constrained_beam_search(model, batch, [trie] * len(batch), beams, max_new)
-        theirs += transformers_beam_search(model, batch, [trie] * len(batch), beams, max_new)
+        found += search(model, batch, [trie] * len(batch), beams, max_new)
+    return found
+
+
+def check_outputs(model: Seq2SeqModel, trie: TokenTrie, questions: list[str], beams: int, max_new: int) -> str:
+    """Ours against ``generate`` on the same inputs (see ``support.reference.SearchAgreement``)."""
+    ours = searched(constrained_beam_search, model, trie, questions, beams, max_new)
+    theirs = searched(transformers_beam_search, model, trie, questions, beams, max_new)
     agreement = search_agreement(ours, theirs)
     pairs = [(a, b) for a, b in zip(ours, theirs, strict=True) if a and b]
     same_best = sum(a[0].tokens == b[0].tokens for a, b in pairs)
@@ -156,12 +169,8 @@ def check_precision(
     """Our search in the served precision against the same search in fp32, on the same inputs."""
     if served.loaded.dtype == exact.loaded.dtype:
         return f"served in {served.loaded.dtype}, as checked above"
-    inputs = [format_input(text, "entity") for text in questions]
-    pairs = []
-    for start in range(0, len(inputs), 20):
-        batch = inputs[start : start + 20]
-        found = (constrained_beam_search(m, batch, [trie] * len(batch), beams, max_new) for m in (served, exact))
-        pairs += [(a, b) for a, b in zip(*found, strict=True) if a and b]
+    found = (searched(constrained_beam_search, m, trie, questions, beams, max_new) for m in (served, exact))
+    pairs = [(a, b) for a, b in zip(*found, strict=True) if a and b]
     same_best = [(a[0].score, b[0].score) for a, b in pairs if a[0].tokens == b[0].tokens]
     same_names = sum([h.tokens for h in a] == [h.tokens for h in b] for a, b in pairs)
     differences = [abs(x - y) for x, y in same_best] or [float("nan")]
