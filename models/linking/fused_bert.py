@@ -8,13 +8,14 @@ query/key/value projections of each layer fused into one matrix product, the dec
 cross-attention keys and values of every input computed once, its self-attention cache kept as
 plain tensors and reordered with one ``index_select`` per layer when beams are chosen.
 
-The weights are laid out for a few rows at a time: every fp32 matrix is stored transposed
+The weights are laid out for a few rows at a time: an fp32 matrix is stored transposed
 (``[in, out]``, contiguous), the layout in which the BLAS multiplies a handful of rows fastest
 (``F.linear`` hands it ``[out, in]`` weights transposed on the fly, which it runs markedly
 slower for so few rows, the output layer of 30k rows above all). A bf16 model's matrices are
-packed once into oneDNN's own blocked layout instead (the ``mkldnn`` ops torch's compiler uses
-for CPU linear layers), whose products of a few rows take about two thirds of ``addmm``'s time
-and give the same bits. This copy is made once per model (:meth:`FusedBert.of`) and made again
+packed once into oneDNN's own blocked layout instead where oneDNN computes bf16 on the CPU
+(:func:`_packs_bf16`; the ``mkldnn`` ops torch's compiler uses for CPU linear layers), whose
+products of a few rows take about two thirds of ``addmm``'s time and give the same bits;
+elsewhere they are transposed too. This copy is made once per model (:meth:`FusedBert.of`) and made again
 only when a weight has changed since (a model evaluated between training steps).
 
 It computes what ``BertModel`` and ``BertLMHeadModel`` compute (post-layer-norm BERT layers with
