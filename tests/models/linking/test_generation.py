@@ -166,6 +166,23 @@ def test_the_fused_bert_passes_give_the_models_own_states_and_log_probabilities(
     assert torch.allclose(log_probs, torch.log_softmax(full.float(), -1), atol=1e-4)
 
 
+def test_the_fused_encoder_gives_each_input_of_a_padded_batch_its_states_alone(tmp_path: Path) -> None:
+    """The batch's products skip its padding: each input's states are those it gets encoded alone,
+    and padded places hold zeros (the decoder's mask never lets it attend to them)."""
+    from models.linking.generation import encoder_states
+
+    model = load_seq2seq_model(str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5)))
+    texts = ["river", "a much longer input of several words", "stone light north"]
+    encoded = model.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        together = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
+        for row, text in enumerate(texts):
+            alone = model.tokenizer([text], return_tensors="pt")
+            own = encoder_states(model.model, alone["input_ids"], alone["attention_mask"])[0]
+            assert torch.allclose(together[row, : len(own)], own, atol=1e-5)
+            assert not together[row, len(own) :].any()
+
+
 def test_the_fused_layout_follows_weights_changed_in_place(tmp_path: Path) -> None:
     """A model evaluated between training steps (an optimiser changes its weights in place), or
     whose embeddings were replaced."""
