@@ -316,16 +316,11 @@ class FusedBert:
             return self._encode_unpadded(embedded)
         bias = attention_bias(attention_mask, torch.float32)
         states = embedded[real]
-        batch, length = real.shape
-        # each padded place's row among the real tokens, the padding's a zero row after them
-        places = torch.full((batch, length), len(states), dtype=torch.long).masked_scatter_(
-            real, torch.arange(len(states))
-        )
         for layer in stack.layers:
             qkv = _affine(states, layer.qkv).float()
-            qkv = torch.cat([qkv, qkv.new_zeros((1, qkv.shape[-1]))])[places]
-            heads = qkv.view(batch, length, 3, stack.heads, stack.head_size).permute(2, 0, 3, 1, 4).contiguous()
-            merged = _attend(*heads, bias).transpose(1, 2).flatten(2)[real].to(states.dtype)
+            qkv = qkv.new_zeros((*real.shape, qkv.shape[-1])).index_put_((real,), qkv)
+            query, key, value = (stack.heads_of(part) for part in qkv.chunk(3, dim=-1))
+            merged = _attend(query, key, value, bias).transpose(1, 2).flatten(2)[real].to(states.dtype)
             states = stack.norm(_affine(merged, layer.self_out) + states, layer.self_norm)
             states = stack.feed_forward(states, layer)
         return states.new_zeros(embedded.shape).index_put_((real,), states)
