@@ -307,33 +307,32 @@ class FusedBert:
         A batch of inputs of different lengths is padded to the longest, but only attention needs
         the padded layout: every other product runs on the real tokens alone, gathered into one
         ``[tokens, hidden]`` matrix, so no arithmetic goes to padding (about a third of a batch of
-        questions' places). The padded attention runs in float32 by two matrix products
-        (:func:`_attend`), faster here than the CPU's attention kernel over a masked batch."""
+        questions' places). Attention runs in float32 whatever the model's precision, so that a
+        bf16 input's states barely depend on its batch: over a padded batch by two matrix products
+        (:func:`_attend`), faster here than the CPU's attention kernel with a mask; without padding
+        (an input alone) by that kernel, unmasked."""
         stack = self.encoder
         real = attention_mask.bool()
         embedded = stack.embed(input_ids, 0)
-        if bool(real.all()):
-            return self._encode_unpadded(embedded)
-        bias = attention_bias(attention_mask, torch.float32)
-        states = embedded[real]
+        padded = not bool(real.all())
+        bias = attention_bias(attention_mask, torch.float32) if padded else None
+        states = embedded[real] if padded else embedded.flatten(0, 1)
         for layer in stack.layers:
             qkv = _affine(states, layer.qkv).float()
-            qkv = qkv.new_zeros((*real.shape, qkv.shape[-1])).index_put_((real,), qkv)
-            query, key, value = (stack.heads_of(part) for part in qkv.chunk(3, dim=-1))
-            merged = _attend(query, key, value, bias).transpose(1, 2).flatten(2)[real].to(states.dtype)
+            if padded:
+                qkv = qkv.new_zeros((*real.shape, qkv.shape[-1])).index_put_((real,), qkv)
+            query, key, value = (stack.heads_of(part) for part in qkv.view(*real.shape, -1).chunk(3, dim=-1))
+            if padded:
+                attended = _attend(query, key, value, bias)
+            else:
+                attended = functional.scaled_dot_product_attention(query, key, value)
+            merged = attended.transpose(1, 2).flatten(2)
+            merged = (merged[real] if padded else merged.flatten(0, 1)).to(states.dtype)
             states = stack.norm(_affine(merged, layer.self_out) + states, layer.self_norm)
             states = stack.feed_forward(states, layer)
-        return states.new_zeros(embedded.shape).index_put_((real,), states)
-
-    def _encode_unpadded(self, states: torch.Tensor) -> torch.Tensor:
-        """:meth:`encode` of inputs of one length (one question alone): no mask, no gathering."""
-        stack = self.encoder
-        for layer in stack.layers:
-            query, key, value = (stack.heads_of(part) for part in _affine(states, layer.qkv).chunk(3, dim=-1))
-            attended = functional.scaled_dot_product_attention(query, key, value)
-            states = stack.attention_out(attended, states, layer.self_out, layer.self_norm)
-            states = stack.feed_forward(states, layer)
-        return states
+        if padded:
+            return states.new_zeros(embedded.shape).index_put_((real,), states)
+        return states.view(embedded.shape)
 
     def log_probabilities(self, last: torch.Tensor) -> torch.Tensor:
         """The prediction head over the decoder's last states ``[rows, hidden]``: next-token
