@@ -185,11 +185,15 @@ class _Stack:
         """Heads merged back, projected, added to the residual, normalised."""
         rows, _, length, _ = attended.shape
         merged = attended.transpose(1, 2).reshape(rows, length, -1)
-        return self.norm(_affine(merged, out) + residual, norm)
+        return self.residual_out(merged, residual, out, norm)
+
+    def residual_out(self, states: torch.Tensor, residual: torch.Tensor, out: Affine, norm: Affine) -> torch.Tensor:
+        """``states`` projected by ``out``, added to the residual, normalised: how every sublayer ends."""
+        return self.norm(_affine(states, out) + residual, norm)
 
     def feed_forward(self, states: torch.Tensor, layer: _Layer) -> torch.Tensor:
         hidden = self.activation(_affine(states, layer.up))
-        return self.norm(_affine(hidden, layer.down) + states, layer.out_norm)
+        return self.residual_out(hidden, states, layer.down, layer.out_norm)
 
 
 @dataclass(frozen=True)
@@ -328,7 +332,7 @@ class FusedBert:
                 attended = functional.scaled_dot_product_attention(query, key, value)
             merged = attended.transpose(1, 2).flatten(2)
             merged = (merged[real] if padded else merged.flatten(0, 1)).to(states.dtype)
-            states = stack.norm(_affine(merged, layer.self_out) + states, layer.self_norm)
+            states = stack.residual_out(merged, states, layer.self_out, layer.self_norm)
             states = stack.feed_forward(states, layer)
         if padded:
             return states.new_zeros(embedded.shape).index_put_((real,), states)
