@@ -82,7 +82,18 @@ def copied_characters(target: str, text: str) -> int:
 
 def fold(text: str) -> str:
     """``text`` for matching, one character for one: NFKC (full-width ``（`` is ``(``) and case-folded,
-    except where that would change the length (``ß``), so that offsets in the result are offsets in ``text``."""
+    except where that would change the length (``ß``), so that offsets in the result are offsets in ``text``.
+
+    Character by character, as :func:`_fold_each` does; a text NFKC leaves as it is and whose case
+    folding keeps its length (most texts, all of ASCII) is folded whole, in one call, to the same result."""
+    if unicodedata.is_normalized("NFKC", text):
+        folded = text.casefold()
+        if len(folded) == len(text):
+            return folded
+    return _fold_each(text)
+
+
+def _fold_each(text: str) -> str:
     folded = (unicodedata.normalize("NFKC", char).casefold() for char in text)
     return "".join(new if len(new) == 1 else old for new, old in zip(folded, text, strict=True))
 
@@ -122,6 +133,10 @@ def matching_form(text: str) -> MatchingForm:
             offsets.append(position)
 
     for position, char in enumerate(folded):
+        if char.isascii() and char.isalnum():  # most characters of most texts: kept as they are
+            chars.append(char)
+            offsets.append(position)
+            continue
         category = unicodedata.category(char)
         if category.startswith("M") and chars and chars[-1].isascii():
             continue  # a combining accent written apart from its Latin letter

@@ -9,8 +9,10 @@ from models.linking.candidates import (
     LexicalCandidates,
     LexicalMatch,
     NgramCandidates,
+    _fold_each,
     copied_characters,
     find_mention,
+    fold,
     lcs_length,
     matching_form,
     surfaces,
@@ -136,6 +138,12 @@ def test_surfaces_are_the_name_and_the_name_before_its_qualifier() -> None:
     assert surfaces("Crosby, Stills, Nash & Young") == {"crosby stills nash & young"}
     assert surfaces("(untitled)") == {"untitled"}
     assert surfaces("!!!") == set()  # nothing a text could be matched on
+
+
+@given(st.text(max_size=40) | st.text(alphabet="aAßİﬁé\u0301Σς（１", max_size=12))
+def test_folding_a_text_whole_is_folding_it_character_by_character(text: str) -> None:
+    folded = fold(text)
+    assert folded == _fold_each(text) and len(folded) == len(text)
 
 
 def test_the_matching_form_keeps_each_characters_place_in_the_original() -> None:
