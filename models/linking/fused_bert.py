@@ -361,11 +361,11 @@ class BertDecoderSteps:
         self.fused = FusedBert.of(network)
         stack = self.fused.decoder
         self.cross_bias = attention_bias(encoder_mask, torch.float32)
-        self.cross = []  # float32, see _cross_attend
+        self.cross = []  # float32 (see _cross_attend), contiguous: every step's products take them without a copy
         for layer in stack.layers:
             assert layer.cross is not None, "a bert2bert decoder layer has cross-attention"
             key, value = _affine(encoder_states, layer.cross.key_value).chunk(2, dim=-1)
-            self.cross.append((stack.heads_of(key).float(), stack.heads_of(value).float()))
+            self.cross.append(tuple(stack.heads_of(part).float().contiguous() for part in (key, value)))
         self.past: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def step(self, items: list[int], parents: list[int] | None, tokens: torch.Tensor) -> torch.Tensor:
