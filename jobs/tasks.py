@@ -21,7 +21,7 @@ from typing import Any
 
 from models.batching import with_threads
 from models.linking import EntityMatch, LinkerSpec, LinkQuery, PairMatch, index_problem
-from models.loader import keep_helpers_on_one_thread, set_torch_threads
+from models.loader import keep_helpers_on_one_thread, reuse_freed_memory, set_torch_threads
 from models.similarity import DEFAULT_METHOD, EncoderSpec, SimilarityEngine, TextError
 from models.similarity.scoring import rank_candidates
 
@@ -46,6 +46,7 @@ class _Task:
 
     def __init__(self, threads: int | None) -> None:
         keep_helpers_on_one_thread()  # as the server does; also keeps results the same in every worker layout
+        reuse_freed_memory()  # as the server does
         set_torch_threads(threads)  # for what the constructor computes (rank's corpus)
         self._in_own_threads = with_threads(self._results, threads)  # each calling thread sets its own
 

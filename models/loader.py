@@ -7,6 +7,7 @@ while loading is raised as :class:`ModelLoadError` naming the model's path or na
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
@@ -157,6 +158,30 @@ def keep_helpers_on_one_thread() -> None:
 
     threadpool_limits(1, user_api="blas")
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_MMAP_THRESHOLD_MAX = 32 << 20  # the cap of glibc's own dynamic threshold on 64-bit systems
+
+
+def reuse_freed_memory() -> bool:
+    """Has glibc keep freed blocks of up to 32 MiB for reuse instead of handing them back to the
+    system; returns whether it took the setting (False elsewhere than glibc).
+
+    A forward pass allocates and frees tensors of a few megabytes over and over, of sizes that
+    change with each batch. By default glibc maps such a block afresh (or trims it off its heaps
+    when freed), so every reuse is page-faulted in again, and under load that kernel time competes
+    with the pass for the cores (see ``bench/results/link_latency.md``). These thresholds are the
+    ones glibc's dynamic adjustment may reach on its own, set from the start: the cost is that
+    memory freed after a peak stays with the process. Process-wide, so it is set by whoever owns
+    the process (the server, a bulk job's worker), not by the engines."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mapped = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+    trimmed = mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
+    return bool(mapped and trimmed)
 
 
 def set_torch_threads(threads: int | None) -> None:

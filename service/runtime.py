@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 from models.admission import Admission, ShuttingDownError
 from models.linking import AsyncLinkingEngine, LinkerSpec, LinkingEngine, LinkLimits
-from models.loader import ModelLoadError, available_cores, keep_helpers_on_one_thread, set_torch_threads
+from models.loader import (
+    ModelLoadError,
+    available_cores,
+    keep_helpers_on_one_thread,
+    reuse_freed_memory,
+    set_torch_threads,
+)
 from models.similarity import AsyncSimilarityEngine, EncoderSpec, SimilarityEngine, TokenEncoder
 from service.observability import Metrics
 from service.settings import Settings
@@ -173,6 +179,7 @@ def build_runtime(settings: Settings, metrics: Metrics) -> Runtime:
     the small ops of a decoder step and each op waits for them to wake (measured in the README's
     latency section)."""
     keep_helpers_on_one_thread()
+    reuse_freed_memory()
     set_torch_threads(1)
     encoder = encoder_spec(settings).load()
     workers = encoder_workers(settings, encoder)
