@@ -351,7 +351,8 @@ class BertDecoderSteps:
 
     ``step(items, parents, tokens)``: ``items[r]`` is the input row ``r`` decodes, ``parents[r]``
     the previous step's row it continues (None at the first step), ``tokens`` the new tokens
-    ``[rows, T]``; returns the next-token log-probabilities ``[rows, vocabulary]`` (float32).
+    ``[rows, T]``; returns the next-token log-probabilities ``[rows, vocabulary]`` (float32). An
+    input none of whose rows a step decodes is done: it never comes back.
 
     Attention runs in float32 whatever the model's precision, over keys and values kept in
     float32: the CPU's attention kernel is markedly slower over bf16 for a step's one-token rows.
@@ -367,9 +368,10 @@ class BertDecoderSteps:
             key, value = _affine(encoder_states, layer.cross.key_value).chunk(2, dim=-1)
             self.cross.append(tuple(stack.heads_of(part).float().contiguous() for part in (key, value)))
         self.past: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.inputs = np.arange(len(encoder_states))  # the inputs whose keys and values are kept, in order
 
     def step(self, items: list[int], parents: list[int] | None, tokens: torch.Tensor) -> torch.Tensor:
-        slots = _Slots.of(items, len(self.cross_bias))
+        slots = _Slots.of(self._kept_places(items), len(self.inputs))
         if parents is not None:
             chosen = torch.tensor(parents, dtype=torch.long)
             self.past = [(key.index_select(0, chosen), value.index_select(0, chosen)) for key, value in self.past]
@@ -394,3 +396,15 @@ class BertDecoderSteps:
             states = stack.feed_forward(states, layer)
         self.past = past
         return self.fused.log_probabilities(states[:, -1])
+
+    def _kept_places(self, items: list[int]) -> np.ndarray:
+        """Each row's input as a place among the kept inputs' keys and values. An input whose beams
+        have all finished never comes back, so its keys and values are dropped: cross-attention runs
+        over every kept input, and a batch's last steps often decode one or two of them."""
+        live = np.unique(np.asarray(items, dtype=np.int64))
+        if len(live) < len(self.inputs):
+            kept = torch.from_numpy(np.searchsorted(self.inputs, live))
+            self.cross = [(key.index_select(0, kept), value.index_select(0, kept)) for key, value in self.cross]
+            self.cross_bias = self.cross_bias.index_select(0, kept)
+            self.inputs = live
+        return np.searchsorted(self.inputs, items)

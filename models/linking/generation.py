@@ -85,7 +85,8 @@ class _Beams:
 class DecoderSteps(Protocol):
     """A decoder stepped one token per beam: ``items[r]`` is the input row ``r`` decodes,
     ``parents[r]`` the previous step's row it continues (None at the first step); returns the
-    next-token log-probabilities ``[rows, vocabulary]``."""
+    next-token log-probabilities ``[rows, vocabulary]``. An input none of whose rows a step decodes
+    is done and never comes back."""
 
     def step(self, items: list[int], parents: list[int] | None, inputs: torch.Tensor) -> torch.Tensor: ...
 

@@ -155,15 +155,23 @@ def test_the_fused_bert_passes_give_the_models_own_states_and_log_probabilities(
         fused = decoder_steps(model.model, states, encoded["attention_mask"])
         for items, parents, tokens in steps:
             log_probs = fused.step(items, parents, torch.tensor(tokens))
-        # the same three sequences through the model's own forward pass, without any cache
+        # the first input's beams have finished: the second decodes on alone
+        last_log_probs = fused.step([1], [2], torch.tensor([[2003]]))
+        # the same sequences through the model's own forward pass, without any cache
         full = model.model(
             input_ids=encoded["input_ids"][[0, 0, 1]],
             attention_mask=encoded["attention_mask"][[0, 0, 1]],
             decoder_input_ids=torch.tensor([[start, 2000], [start, 2001], [start, 2002]]),
         ).logits[:, -1]
+        last = model.model(
+            input_ids=encoded["input_ids"][[1]],
+            attention_mask=encoded["attention_mask"][[1]],
+            decoder_input_ids=torch.tensor([[start, 2002, 2003]]),
+        ).logits[:, -1]
     real = encoded["attention_mask"].bool()  # padded positions differ and are never attended to
     assert torch.allclose(states[real], own_states[real], atol=1e-5)
     assert torch.allclose(log_probs, torch.log_softmax(full.float(), -1), atol=1e-4)
+    assert torch.allclose(last_log_probs, torch.log_softmax(last.float(), -1), atol=1e-4)
 
 
 def test_the_fused_encoder_gives_each_input_of_a_padded_batch_its_states_alone(tmp_path: Path) -> None:
