@@ -160,8 +160,29 @@ def keep_helpers_on_one_thread() -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MALLOC_ARENAS = 2
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
 _MMAP_THRESHOLD_MAX = 32 << 20  # the cap of glibc's own dynamic threshold on 64-bit systems
+
+
+def _mallopt(parameter: int, value: int) -> bool:
+    """glibc's ``mallopt``; False where there is none (musl, macOS) or it refuses the value."""
+    try:
+        return ctypes.CDLL(None).mallopt(parameter, value) == 1
+    except (OSError, AttributeError):
+        logger.debug("no glibc mallopt: malloc left as it is")
+        return False
+
+
+def limit_malloc_arenas() -> bool:
+    """Caps glibc's malloc at :data:`MALLOC_ARENAS` arenas (as ``MALLOC_ARENA_MAX=2`` would) unless the
+    environment sets ``MALLOC_ARENA_MAX`` itself. With one arena per thread that ever allocated (the
+    default allows eight per core), the server's resident memory crept up under alternating load;
+    with two it stays flat (``bench/results/overload.md``). Call before the threads start. Returns
+    whether it capped them."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    return _mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def reuse_freed_memory() -> bool:
@@ -171,17 +192,12 @@ def reuse_freed_memory() -> bool:
     A forward pass allocates and frees tensors of a few megabytes over and over, of sizes that
     change with each batch. By default glibc maps such a block afresh (or trims it off its heaps
     when freed), so every reuse is page-faulted in again, and under load that kernel time competes
-    with the pass for the cores (see ``bench/results/link_latency.md``). These thresholds are the
-    ones glibc's dynamic adjustment may reach on its own, set from the start: the cost is that
-    memory freed after a peak stays with the process. Process-wide, so it is set by whoever owns
-    the process (the server, a bulk job's worker), not by the engines."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mapped = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-    trimmed = mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
-    return bool(mapped and trimmed)
+    with the pass for the cores (``bench/results/link_latency.md``). These thresholds are the ones
+    glibc's dynamic adjustment may reach on its own, set from the start: the cost is that memory
+    freed after a peak stays with the process (``bench/results/overload.md``). Process-wide, so it
+    is set by whoever owns the process (the server, a bulk job's worker), not by the engines."""
+    mapped = _mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+    return _mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX) and mapped
 
 
 def set_torch_threads(threads: int | None) -> None:

@@ -77,7 +77,8 @@ def serve(
     """Start the HTTP service (settings also come from SIMLINK_* variables)."""
     import uvicorn
 
-    from service.server import configure_logging, limit_malloc_arenas, serve_one_process, uvicorn_options
+    from models.loader import limit_malloc_arenas
+    from service.server import configure_logging, serve_one_process, uvicorn_options
 
     limit_malloc_arenas()
 

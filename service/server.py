@@ -8,10 +8,7 @@ every connection is done (it cancels stragglers :data:`RUNNING_BATCH_MARGIN_S` a
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import sys
 from types import FrameType
 
 import uvicorn
@@ -50,24 +47,6 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
 
 RUNNING_BATCH_MARGIN_S = 30.0
 """After the grace period, how long uvicorn still waits for requests whose batch is running."""
-
-MALLOC_ARENAS = 2
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def limit_malloc_arenas() -> bool:
-    """Caps glibc's malloc at :data:`MALLOC_ARENAS` arenas (as ``MALLOC_ARENA_MAX=2`` would) unless the
-    environment sets ``MALLOC_ARENA_MAX`` itself. With one arena per thread that ever allocated (the
-    default allows eight per core), the server's resident memory crept up under alternating load;
-    with two it stays flat (``bench/results/overload.md``). Call before the threads start. Returns
-    whether it capped them."""
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
-        return False
-    try:
-        return ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, MALLOC_ARENAS) == 1
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to cap
-        logger.debug("malloc arenas not capped: no glibc mallopt")
-        return False
 
 
 def configure_logging(settings: Settings) -> None:

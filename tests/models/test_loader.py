@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from models.loader import ModelLoadError, embedded_model_dir, load_encoder_model, resolve_model_source
+from models.loader import (
+    ModelLoadError,
+    embedded_model_dir,
+    limit_malloc_arenas,
+    load_encoder_model,
+    resolve_model_source,
+)
 
 
 def test_embedded_default_is_resolved_without_network() -> None:
@@ -104,3 +110,10 @@ def test_freed_blocks_are_reused_without_faulting_their_pages_in_again() -> None
     assert reuse_taken == "True"
     assert reuse_faults < pages_touched / 20  # a few stray pages, not the blocks
     assert default_faults > pages_touched / 4  # without it, glibc maps the blocks afresh
+
+
+def test_malloc_arenas_are_capped_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the operator's choice stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is True  # glibc on Linux, as here and in the image

@@ -55,15 +55,6 @@ def test_an_unpacked_encoder_gets_one_worker_with_all_the_cores(
         torch.set_num_threads(threads)
 
 
-def test_malloc_arenas_are_capped_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.server import limit_malloc_arenas
-
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert limit_malloc_arenas() is False  # the operator's choice stands
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert limit_malloc_arenas() is True  # glibc on Linux, as here and in the image
-
-
 def test_the_default_precision_is_chosen_from_the_cpu_and_says_why() -> None:
     from models.loader import choose_dtype
 
