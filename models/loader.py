@@ -163,13 +163,14 @@ def keep_helpers_on_one_thread() -> None:
 MALLOC_ARENAS = 2
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
 _MMAP_THRESHOLD_MAX = 32 << 20  # the cap of glibc's own dynamic threshold on 64-bit systems
+_MALLOC_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
 
 def _mallopt(parameter: int, value: int) -> bool:
     """glibc's ``mallopt``; False where there is none (musl, macOS) or it refuses the value."""
     try:
         return ctypes.CDLL(None).mallopt(parameter, value) == 1
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         logger.debug("no glibc mallopt: malloc left as it is")
         return False
 
@@ -194,8 +195,13 @@ def reuse_freed_memory() -> bool:
     when freed), so every reuse is page-faulted in again, and under load that kernel time competes
     with the pass for the cores (``bench/results/link_latency.md``). These thresholds are the ones
     glibc's dynamic adjustment may reach on its own, set from the start: the cost is that memory
-    freed after a peak stays with the process (``bench/results/overload.md``). Process-wide, so it
-    is set by whoever owns the process (the server, a bulk job's worker), not by the engines."""
+    freed after a peak stays with the process (``bench/results/overload.md``). An environment that
+    sets glibc's malloc thresholds itself (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
+    ``GLIBC_TUNABLES``) is left as it is. Process-wide, so it is set by whoever owns the process, not
+    by the engines: the server where it builds its runtime (every server process passes there,
+    uvicorn's worker processes too), a bulk job's worker where it starts."""
+    if any(name in os.environ for name in _MALLOC_ENVIRONMENT):
+        return False
     mapped = _mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
     return _mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX) and mapped
 

@@ -16,8 +16,6 @@ import uvicorn
 from service.runtime import Runtime
 from service.settings import Settings
 
-logger = logging.getLogger(__name__)
-
 
 class DrainingServer(uvicorn.Server):
     """A uvicorn server that tells the runtime to drain when it is asked to exit."""

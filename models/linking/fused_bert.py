@@ -365,8 +365,11 @@ class BertDecoderSteps:
         self.cross = []  # float32 (see _cross_attend), contiguous: every step's products take them without a copy
         for layer in stack.layers:
             assert layer.cross is not None, "a bert2bert decoder layer has cross-attention"
-            key, value = _affine(encoder_states, layer.cross.key_value).chunk(2, dim=-1)
-            self.cross.append(tuple(stack.heads_of(part).float().contiguous() for part in (key, value)))
+            key, value = (
+                stack.heads_of(part).float().contiguous()
+                for part in _affine(encoder_states, layer.cross.key_value).chunk(2, dim=-1)
+            )
+            self.cross.append((key, value))
         self.past: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.inputs = np.arange(len(encoder_states))  # the inputs whose keys and values are kept, in order
 
@@ -407,4 +410,6 @@ class BertDecoderSteps:
             self.cross = [(key.index_select(0, kept), value.index_select(0, kept)) for key, value in self.cross]
             self.cross_bias = self.cross_bias.index_select(0, kept)
             self.inputs = live
-        return np.searchsorted(self.inputs, items)
+        places = np.searchsorted(self.inputs, items)
+        assert (self.inputs[places] == items).all(), "an input whose beams had all finished came back"
+        return places

@@ -146,27 +146,28 @@ def test_the_fused_bert_passes_give_the_models_own_states_and_log_probabilities(
     model = load_seq2seq_model(str(save_tiny_seq2seq("bert2bert", tmp_path / "b2b", init_range=0.5)))
     assert fused_bert.supports(model.model)
     assert not fused_bert.supports(load_seq2seq_model(str(save_tiny_seq2seq("t5", tmp_path / "t5"))).model)
-    encoded = model.tokenizer(["river stone", "a longer input with padding"], padding=True, return_tensors="pt")
+    texts = ["river stone", "a longer input with padding", "stone"]
+    encoded = model.tokenizer(texts, padding=True, return_tensors="pt")
     start = model.model.config.decoder_start_token_id
-    steps = [([0, 1], None, [[start], [start]]), ([0, 0, 1], [0, 0, 1], [[2000], [2001], [2002]])]
+    steps = [([0, 1, 2], None, [[start]] * 3), ([0, 0, 1, 2], [0, 0, 1, 2], [[2000], [2001], [2002], [2004]])]
     with torch.inference_mode():
         states = encoder_states(model.model, encoded["input_ids"], encoded["attention_mask"])
         own_states = model.model.get_encoder()(**encoded).last_hidden_state
         fused = decoder_steps(model.model, states, encoded["attention_mask"])
         for items, parents, tokens in steps:
             log_probs = fused.step(items, parents, torch.tensor(tokens))
-        # the first input's beams have finished: the second decodes on alone
-        last_log_probs = fused.step([1], [2], torch.tensor([[2003]]))
+        # the middle input's beams have finished: the first and the last decode on without it
+        last_log_probs = fused.step([0, 2], [1, 3], torch.tensor([[2003], [2005]]))
         # the same sequences through the model's own forward pass, without any cache
         full = model.model(
-            input_ids=encoded["input_ids"][[0, 0, 1]],
-            attention_mask=encoded["attention_mask"][[0, 0, 1]],
-            decoder_input_ids=torch.tensor([[start, 2000], [start, 2001], [start, 2002]]),
+            input_ids=encoded["input_ids"][[0, 0, 1, 2]],
+            attention_mask=encoded["attention_mask"][[0, 0, 1, 2]],
+            decoder_input_ids=torch.tensor([[start, 2000], [start, 2001], [start, 2002], [start, 2004]]),
         ).logits[:, -1]
         last = model.model(
-            input_ids=encoded["input_ids"][[1]],
-            attention_mask=encoded["attention_mask"][[1]],
-            decoder_input_ids=torch.tensor([[start, 2002, 2003]]),
+            input_ids=encoded["input_ids"][[0, 2]],
+            attention_mask=encoded["attention_mask"][[0, 2]],
+            decoder_input_ids=torch.tensor([[start, 2001, 2003], [start, 2004, 2005]]),
         ).logits[:, -1]
     real = encoded["attention_mask"].bool()  # padded positions differ and are never attended to
     assert torch.allclose(states[real], own_states[real], atol=1e-5)
